@@ -1,0 +1,111 @@
+import { createServer } from 'node:net';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { type DevStack, KINESIS_EMULATORS, startDevStack } from '../dev/dev-stack';
+import { getFreePort } from '../dev/net';
+
+/** Parses a TCP port flag. */
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`expected a port between 1 and 65535, got '${value}'`);
+  }
+  return port;
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** The well-known port if free, else a free one (and say so). */
+async function preferredPort(name: string, port: number, explicit: boolean): Promise<number> {
+  if (await isFree(port)) return port;
+  if (explicit) throw new InvalidArgumentError(`${name} port ${port} is in use; pick another with its flag`);
+  const other = await getFreePort();
+  console.error(`${name}: port ${port} is in use, using ${other}`);
+  return other;
+}
+
+/** Prints where the stack's parts listen and the environment that points temporal-kcl at them. */
+export function describeStack(stack: DevStack): string {
+  const { credentials, region } = stack.aws;
+  return [
+    `Temporal      ${stack.temporal.address}  (namespace ${stack.temporal.namespace})`,
+    `Temporal UI   ${stack.temporal.uiUrl ?? '(headless)'}`,
+    `Kinesis       ${stack.kinesisEndpoint}  (${stack.kinesisEmulator})`,
+    `DynamoDB      ${stack.dynamoDbEndpoint}  (dynalite)`,
+    `Logs          ${stack.logDir}`,
+    '',
+    'In another shell:',
+    `  export TEMPORAL_ADDRESS=${stack.temporal.address} TEMPORAL_NAMESPACE=${stack.temporal.namespace} AWS_REGION=${region} \\`,
+    `    KINESIS_ENDPOINT=${stack.kinesisEndpoint} DYNAMODB_ENDPOINT=${stack.dynamoDbEndpoint} \\`,
+    `    AWS_ACCESS_KEY_ID=${credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${credentials.secretAccessKey}`,
+  ].join('\n');
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilInterrupted(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+interface DevFlags {
+  temporalPort?: number;
+  uiPort?: number;
+  kinesisPort?: number;
+  dynamodbPort?: number;
+  dbFile?: string;
+  headless?: boolean;
+  kinesisEmulator: (typeof KINESIS_EMULATORS)[number];
+}
+
+export function devCommand(): Command {
+  return new Command('dev')
+    .description(
+      'Start the local stack: Temporal dev server with its Web UI, a Kinesis emulator and a DynamoDB emulator. Ctrl-C stops all of it.',
+    )
+    .option('--temporal-port <port>', 'Temporal gRPC port (default 7233, or a free one)', parsePort)
+    .option('--ui-port <port>', 'Temporal Web UI port (default 8233, or a free one)', parsePort)
+    .option('--kinesis-port <port>', 'Kinesis emulator port (default 4567, or a free one)', parsePort)
+    .option('--dynamodb-port <port>', 'DynamoDB emulator port (default 4568, or a free one)', parsePort)
+    .option('--db-file <path>', 'SQLite file that keeps Temporal state across restarts (default: in memory)')
+    .option('--headless', 'run Temporal without its Web UI')
+    .addOption(
+      new Option('--kinesis-emulator <name>', 'Kinesis emulator').choices(KINESIS_EMULATORS).default('kinesis-local'),
+    )
+    .action(async (flags: DevFlags) => {
+      const stack = await startDevStack({
+        temporal: {
+          port: await preferredPort('temporal', flags.temporalPort ?? 7233, flags.temporalPort !== undefined),
+          ...(flags.headless
+            ? { headless: true }
+            : { uiPort: await preferredPort('temporal UI', flags.uiPort ?? 8233, flags.uiPort !== undefined) }),
+          ...(flags.dbFile ? { dbFilename: flags.dbFile } : {}),
+        },
+        kinesis: {
+          emulator: flags.kinesisEmulator,
+          port: await preferredPort('kinesis', flags.kinesisPort ?? 4567, flags.kinesisPort !== undefined),
+        },
+        dynamoDb: {
+          port: await preferredPort('dynamodb', flags.dynamodbPort ?? 4568, flags.dynamodbPort !== undefined),
+        },
+        log: (line) => console.error(line),
+      });
+      console.log(describeStack(stack));
+      console.log('\nPress Ctrl-C to stop.');
+      const signal = await untilInterrupted();
+      console.error(`\n${signal}: stopping the local stack...`);
+      await stack.stop();
+      console.error('stopped.');
+    });
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { KclError } from '../errors';
+import { devCommand } from './dev-command';
+
+/** The `temporal-kcl` command line. */
+export function buildProgram(): Command {
+  const program = new Command('temporal-kcl')
+    .description('Kinesis consumers as durable Temporal workflows (KCL-compatible checkpoints in DynamoDB).')
+    .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions();
+  program.addCommand(devCommand());
+  program.addCommand(
+    new Command('demo')
+      .description('The main job in one command (for now: the local stack; see `dev`).')
+      .action(async () => {
+        await devCommand().parseAsync([], { from: 'user' });
+      }),
+  );
+  return program;
+}
+
+/** Runs the CLI; exits non-zero with a one-line message on bad input or failure. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    const message = error instanceof KclError || error instanceof Error ? error.message : String(error);
+    console.error(`temporal-kcl: ${message}`);
+    process.exitCode = 1;
+  }
+}
+
+if (require.main === module) {
+  void main();
+}

@@ -1,0 +1,2 @@
+// Wires clients -> activities -> Worker.
+export {};

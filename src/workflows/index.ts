@@ -1,0 +1,2 @@
+// Workflow entry point (the worker's workflowsPath). Deterministic code only.
+export {};

@@ -1,0 +1,53 @@
+import { after } from 'node:test';
+import { type AwsConfig, EMULATOR_CREDENTIALS } from '../../src/aws/clients';
+import { type DevStack, startDevStack } from '../../src/dev/dev-stack';
+
+export interface TestStack {
+  temporalAddress: string;
+  namespace: string;
+  uiUrl: string | undefined;
+  aws: AwsConfig & Required<Pick<AwsConfig, 'region' | 'kinesisEndpoint' | 'dynamoDbEndpoint' | 'credentials'>>;
+}
+
+let shared: Promise<TestStack> | undefined;
+
+/**
+ * The local stack for integration tests: the one `npm test` started (TEMPORAL_KCL_TEST_* variables), or, when a test
+ * file runs on its own, a stack of its own that stops when the file's tests end.
+ */
+export function testStack(): Promise<TestStack> {
+  shared ??= (async () => {
+    const env = process.env;
+    if (
+      env.TEMPORAL_KCL_TEST_TEMPORAL_ADDRESS &&
+      env.TEMPORAL_KCL_TEST_KINESIS_ENDPOINT &&
+      env.TEMPORAL_KCL_TEST_DYNAMODB_ENDPOINT
+    ) {
+      return {
+        temporalAddress: env.TEMPORAL_KCL_TEST_TEMPORAL_ADDRESS,
+        namespace: env.TEMPORAL_KCL_TEST_TEMPORAL_NAMESPACE || 'default',
+        uiUrl: env.TEMPORAL_KCL_TEST_TEMPORAL_UI_URL || undefined,
+        aws: {
+          region: 'us-east-1',
+          kinesisEndpoint: env.TEMPORAL_KCL_TEST_KINESIS_ENDPOINT,
+          dynamoDbEndpoint: env.TEMPORAL_KCL_TEST_DYNAMODB_ENDPOINT,
+          credentials: EMULATOR_CREDENTIALS,
+        },
+      };
+    }
+    const stack: DevStack = await startDevStack();
+    after(() => stack.stop());
+    return {
+      temporalAddress: stack.temporal.address,
+      namespace: stack.temporal.namespace,
+      uiUrl: stack.temporal.uiUrl,
+      aws: stack.aws,
+    };
+  })();
+  return shared;
+}
+
+/** A name no other test uses, for streams, tables, applications and workflow ids. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
