@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { InvalidConfigError } from '../errors';
+
+/**
+ * The environment variables temporal-kcl reads (CLI and worker). Flags override them. docker-compose.yml and the README
+ * use exactly these names; a test checks that they agree.
+ */
+export const ENVIRONMENT_VARIABLES = {
+  TEMPORAL_ADDRESS: { description: 'Temporal frontend host:port', default: '127.0.0.1:7233' },
+  TEMPORAL_NAMESPACE: { description: 'Temporal namespace', default: 'default' },
+  TEMPORAL_KCL_TASK_QUEUE: { description: 'Task queue of temporal-kcl workers and workflows', default: 'temporal-kcl' },
+  AWS_REGION: { description: 'AWS region of the stream and the lease table', default: 'us-east-1' },
+  KINESIS_ENDPOINT: { description: 'Kinesis endpoint override (an emulator or LocalStack)', default: undefined },
+  DYNAMODB_ENDPOINT: { description: 'DynamoDB endpoint override (an emulator or LocalStack)', default: undefined },
+  TEMPORAL_KCL_METRICS_PORT: { description: 'Port of the worker Prometheus endpoint (/metrics)', default: undefined },
+} as const;
+
+export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
+
+/** Credentials are left to the AWS SDK's default chain; these are the standard names it reads. */
+export const AWS_STANDARD_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE'] as const;
+
+const endpoint = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://127.0.0.1:4567' });
+
+const schema = z.object({
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:/]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233')
+    .default(ENVIRONMENT_VARIABLES.TEMPORAL_ADDRESS.default),
+  TEMPORAL_NAMESPACE: z.string().min(1).default(ENVIRONMENT_VARIABLES.TEMPORAL_NAMESPACE.default),
+  TEMPORAL_KCL_TASK_QUEUE: z.string().min(1).default(ENVIRONMENT_VARIABLES.TEMPORAL_KCL_TASK_QUEUE.default),
+  AWS_REGION: z.string().min(1).default(ENVIRONMENT_VARIABLES.AWS_REGION.default),
+  KINESIS_ENDPOINT: endpoint.optional(),
+  DYNAMODB_ENDPOINT: endpoint.optional(),
+  TEMPORAL_KCL_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+});
+
+export type Environment = z.infer<typeof schema>;
+
+/** Reads and validates temporal-kcl's environment variables; empty values count as unset. */
+export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
+  const present = Object.fromEntries(
+    Object.keys(ENVIRONMENT_VARIABLES)
+      .map((name) => [name, env[name]] as const)
+      .filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const result = schema.safeParse(present);
+  if (!result.success) {
+    const issues = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new InvalidConfigError(`invalid environment: ${issues.join('; ')}`, issues);
+  }
+  return result.data;
+}
