@@ -18,7 +18,12 @@ export const ENVIRONMENT_VARIABLES = {
 export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
 
 /** Credentials are left to the AWS SDK's default chain; these are the standard names it reads. */
-export const AWS_STANDARD_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE'] as const;
+export const AWS_STANDARD_VARIABLES = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+] as const;
 
 const endpoint = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://127.0.0.1:4567' });
 
