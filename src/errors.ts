@@ -37,3 +37,114 @@ export class ToolUnavailableError extends KclError {
     super(`${tool}: ${message}`, options);
   }
 }
+
+/**
+ * The lease table exists but cannot hold KCL leases (its key is not exactly one HASH key `leaseKey` of type S), or an
+ * item in it cannot be read as a lease. temporal-kcl never modifies such a table. Never retried.
+ */
+export class LeaseTableSchemaError extends KclError {
+  override readonly name = 'LeaseTableSchema';
+  /** The item's `leaseKey` (a shard id), when one item is at fault rather than the table. */
+  readonly shardId: string | undefined;
+  /** The attribute at fault, when one item is at fault. */
+  readonly attribute: string | undefined;
+  constructor(
+    readonly tableName: string,
+    message: string,
+    context: { shardId?: string; attribute?: string } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(`lease table ${tableName}: ${message}`, options);
+    this.shardId = context.shardId;
+    this.attribute = context.attribute;
+  }
+}
+
+/** The lease table does not exist (deleted after it was ensured), or did not become ACTIVE in time. Retryable. */
+export class LeaseTableMissingError extends KclError {
+  override readonly name = 'LeaseTableMissing';
+  constructor(
+    readonly tableName: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`lease table ${tableName}: ${message}`, options);
+  }
+}
+
+/**
+ * A checkpoint was refused because the lease is no longer held by the writer at the counter it holds: another consumer
+ * took the shard, or this attempt is stale. Never retried: the writer has lost the shard.
+ */
+export class CheckpointConflictError extends KclError {
+  override readonly name = 'CheckpointConflict';
+  constructor(
+    readonly shardId: string,
+    readonly expectedOwner: string,
+    readonly expectedCounter: number,
+    /** Owner in the table now; undefined when the lease has no owner or the item is gone. */
+    readonly actualOwner: string | undefined,
+    /** Counter in the table now; undefined when the item is gone. */
+    readonly actualCounter: number | undefined,
+  ) {
+    const actual =
+      actualCounter === undefined
+        ? 'lease no longer exists'
+        : actualOwner === undefined
+          ? `lease has no owner at counter ${actualCounter}`
+          : `lease is owned by ${actualOwner} at counter ${actualCounter}`;
+    const reason =
+      actualOwner === expectedOwner
+        ? 'this attempt is stale (a newer attempt of the same owner moved the lease on)'
+        : actualCounter === undefined || actualOwner === undefined
+          ? 'this consumer no longer holds the shard'
+          : 'another consumer took this shard';
+    super(`shard ${shardId}: ${actual}, not by ${expectedOwner} at counter ${expectedCounter}; ${reason}`);
+  }
+}
+
+/** Claiming a lease lost every race against concurrent writers of the same item. Retryable. */
+export class LeaseContendedError extends KclError {
+  override readonly name = 'LeaseContended';
+  constructor(
+    readonly shardId: string,
+    readonly owner: string,
+    readonly attempts: number,
+  ) {
+    super(`shard ${shardId}: ${owner} could not claim the lease; it changed under every one of ${attempts} attempts`);
+  }
+}
+
+/**
+ * A lease-table call got an argument that would write something KCL cannot read (an empty shard id or owner, a
+ * checkpoint that is neither a decimal sequence number nor a sentinel, a negative or fractional sub-sequence number).
+ * A bug in the caller; never retried.
+ */
+export class InvalidLeaseRequestError extends KclError {
+  override readonly name = 'InvalidLeaseRequest';
+  constructor(
+    readonly shardId: string,
+    message: string,
+  ) {
+    super(`shard ${shardId || '(empty)'}: ${message}`);
+  }
+}
+
+/**
+ * A processor asked to checkpoint a position outside (last checkpoint, last record delivered]: before or at what is
+ * already checkpointed, or beyond what it has been given. Nothing is written.
+ */
+export class CheckpointOutOfRangeError extends KclError {
+  override readonly name = 'CheckpointOutOfRange';
+  constructor(
+    readonly shardId: string,
+    readonly position: string,
+    readonly lastCheckpoint: string,
+    readonly lastDelivered: string,
+    detail?: string,
+  ) {
+    super(
+      `shard ${shardId}: cannot checkpoint at ${position}: ${detail ?? `it must be after the last checkpoint (${lastCheckpoint}) and at or before the last record delivered (${lastDelivered})`}`,
+    );
+  }
+}

@@ -1,0 +1,644 @@
+/**
+ * Checkpoints and shard ownership in a DynamoDB table that Java KCL can read and write: the same item layout as KCL's
+ * `DynamoDBLeaseSerializer`, so an application moving from KCL to temporal-kcl (or back) keeps its position.
+ *
+ * Fencing: every write is conditional on `leaseCounter` (and, for checkpoints and releases, on `leaseOwner`) and
+ * increments `leaseCounter`. A stale activity attempt, from an older owner or from the same owner with an older counter,
+ * can therefore neither move a checkpoint backwards nor overwrite a newer owner's. A failed condition never leaves this
+ * module as a `ConditionalCheckFailedException`: it becomes a retry, an idempotent success, `undefined` or a
+ * {@link CheckpointConflictError}.
+ *
+ * Attributes KCL writes that this module does not own (`pendingCheckpoint*`, `checkpointOwner`, ...) are never read,
+ * written or removed: every write is an UpdateItem of named attributes, or a PutItem of a brand-new item.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+  type TableDescription,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  CheckpointConflictError,
+  InvalidConfigError,
+  InvalidLeaseRequestError,
+  LeaseContendedError,
+  LeaseTableMissingError,
+  LeaseTableSchemaError,
+} from '../errors';
+import { type Checkpoint, isSentinel, isSequenceNumber } from '../positions';
+
+/** Java KCL's attribute names (`DynamoDBLeaseSerializer`). */
+const A = {
+  leaseKey: 'leaseKey',
+  leaseOwner: 'leaseOwner',
+  leaseCounter: 'leaseCounter',
+  checkpoint: 'checkpoint',
+  checkpointSubSequenceNumber: 'checkpointSubSequenceNumber',
+  ownerSwitchesSinceCheckpoint: 'ownerSwitchesSinceCheckpoint',
+  parentShardId: 'parentShardId',
+  childShardIds: 'childShardIds',
+  startingHashKey: 'startingHashKey',
+  endingHashKey: 'endingHashKey',
+} as const;
+
+type Item = Record<string, AttributeValue>;
+
+/** The range of hash keys a shard covers, as decimal strings. */
+export interface HashKeyRange {
+  startingHashKey: string;
+  endingHashKey: string;
+}
+
+/** One item of the lease table: the state of one shard. */
+export interface Lease {
+  /** The shard id (`leaseKey`). */
+  shardId: string;
+  /** The consumer holding the shard (`leaseOwner`); absent when nobody does. */
+  owner?: string;
+  /** Fencing token (`leaseCounter`): every write increments it. 0 when the item has none. */
+  counter: number;
+  /** Where processing got to (`checkpoint` + `checkpointSubSequenceNumber`); absent before the first checkpoint. */
+  checkpoint?: Checkpoint;
+  /** Owner changes since the last checkpoint (`ownerSwitchesSinceCheckpoint`); 0 when absent. */
+  ownerSwitchesSinceCheckpoint: number;
+  /** `parentShardId` (a string set): the shard(s) that must reach SHARD_END before this one starts. */
+  parentShardIds: string[];
+  /** `childShardIds`: written with SHARD_END. */
+  childShardIds: string[];
+  /** `startingHashKey` / `endingHashKey`, when both are stored. */
+  hashKeyRange?: HashKeyRange;
+}
+
+export interface CheckpointTableOptions {
+  dynamoDb: DynamoDBClient;
+  /** The lease table; by convention the application name, as in KCL. */
+  tableName: string;
+  /**
+   * How long {@link CheckpointTable.ensureTable} waits for a table to become ACTIVE.
+   * @default 120000
+   */
+  tableActiveTimeoutMs?: number;
+}
+
+export interface ClaimInput {
+  shardId: string;
+  /** The new owner, e.g. the consuming workflow's id. */
+  owner: string;
+  /** Written as `parentShardId` (a string set) when non-empty. */
+  parentShardIds?: string[];
+  /** Written as `startingHashKey` / `endingHashKey` when given. */
+  hashKeyRange?: HashKeyRange;
+}
+
+export interface CheckpointInput {
+  shardId: string;
+  /** The owner the lease must still have. */
+  owner: string;
+  /** The counter the lease must still have: the one the last claim or checkpoint returned. */
+  counter: number;
+  /** A position (sub-sequence number absent = 0) or a sentinel such as SHARD_END. */
+  checkpoint: Checkpoint;
+  /** Written as `childShardIds` when non-empty (with SHARD_END). */
+  childShardIds?: string[];
+}
+
+export interface ReleaseInput {
+  shardId: string;
+  owner: string;
+  counter: number;
+}
+
+/** Claims re-read and retry this often when a concurrent write changes the item between read and write. */
+const MAX_CLAIM_ATTEMPTS = 10;
+/** BatchGetItem accepts at most this many keys. */
+const BATCH_GET_LIMIT = 100;
+/** BatchGetItem calls per chunk before the still unprocessed keys are read one by one. */
+const MAX_BATCH_GET_ATTEMPTS = 5;
+const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+
+/** The lease table of one application: checkpoints and ownership of its shards. */
+export class CheckpointTable {
+  readonly tableName: string;
+  private readonly dynamoDb: DynamoDBClient;
+  private readonly tableActiveTimeoutMs: number;
+  private ensured: Promise<void> | undefined;
+
+  constructor(options: CheckpointTableOptions) {
+    if (!TABLE_NAME.test(options.tableName)) {
+      throw new InvalidConfigError(
+        `lease table name must be 3-255 characters of A-Z, a-z, 0-9, '_', '-', '.', got '${options.tableName}'`,
+      );
+    }
+    this.dynamoDb = options.dynamoDb;
+    this.tableName = options.tableName;
+    this.tableActiveTimeoutMs = options.tableActiveTimeoutMs ?? 120_000;
+  }
+
+  /**
+   * Makes sure the lease table exists and is usable: creates it (hash key `leaseKey` of type S, PAY_PER_REQUEST) when
+   * missing, tolerating a concurrent creator, and waits until it is ACTIVE. Resolves once per instance; a later call
+   * makes no request (unless the table was found missing since).
+   *
+   * @throws {@link LeaseTableSchemaError} when the table exists with another key schema; the table is left untouched.
+   * @throws {@link LeaseTableMissingError} when the table does not become ACTIVE within `tableActiveTimeoutMs`.
+   */
+  ensureTable(): Promise<void> {
+    this.ensured ??= this.createIfMissing().catch((error: unknown) => {
+      this.ensured = undefined;
+      throw error;
+    });
+    return this.ensured;
+  }
+
+  /**
+   * Reads one lease with a consistent read.
+   *
+   * @returns the lease, or undefined when the shard has no item.
+   * @throws {@link LeaseTableSchemaError} when the item cannot be read as a lease.
+   */
+  async getLease(shardId: string): Promise<Lease | undefined> {
+    requireNonEmpty(shardId, 'shardId', shardId);
+    const item = await this.readItem(shardId);
+    return item && this.parse(item);
+  }
+
+  /**
+   * Reads several leases with consistent reads (BatchGetItem in chunks of 100, retrying unprocessed keys a few times and
+   * then reading what is left one by one), e.g. both parents of a merged shard.
+   *
+   * @returns the leases found, by shard id; shards without an item are absent from the map.
+   */
+  async getLeases(shardIds: string[]): Promise<Map<string, Lease>> {
+    const unique = [...new Set(shardIds)];
+    for (const shardId of unique) requireNonEmpty(shardId, 'shardId', shardId);
+    const leases = new Map<string, Lease>();
+    for (let start = 0; start < unique.length; start += BATCH_GET_LIMIT) {
+      let keys = unique.slice(start, start + BATCH_GET_LIMIT).map((shardId) => key(shardId));
+      for (let attempt = 1; keys.length > 0 && attempt <= MAX_BATCH_GET_ATTEMPTS; attempt++) {
+        if (attempt > 1) await sleep(backoffMs(attempt));
+        const result = await this.call(() =>
+          this.dynamoDb.send(
+            new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }),
+          ),
+        );
+        for (const item of result.Responses?.[this.tableName] ?? []) {
+          const lease = this.parse(item);
+          leases.set(lease.shardId, lease);
+        }
+        keys = result.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+      }
+      // Still throttled: single reads, whose errors (throttling included) reach the caller as they are.
+      for (const remaining of keys) {
+        const shardId = remaining[A.leaseKey]?.S ?? '';
+        const item = await this.readItem(shardId);
+        if (item) leases.set(shardId, this.parse(item));
+      }
+    }
+    return leases;
+  }
+
+  /** Every lease in the table (a paginated, consistent Scan), ordered by shard id. For status commands. */
+  async listLeases(): Promise<Lease[]> {
+    const leases: Lease[] = [];
+    let exclusiveStartKey: Item | undefined;
+    do {
+      const startKey = exclusiveStartKey;
+      const page = await this.call(() =>
+        this.dynamoDb.send(
+          new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+        ),
+      );
+      for (const item of page.Items ?? []) leases.push(this.parse(item));
+      exclusiveStartKey = page.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+    return leases.sort((a, b) => (a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0));
+  }
+
+  /**
+   * Takes the shard for `owner`: creates the item (counter 1) or increments the counter of the existing one, sets the
+   * owner, counts an owner switch when another owner held it, and writes parents and hash key range when given. The
+   * checkpoint is left as it is. A re-claim by the current owner still increments the counter.
+   *
+   * @returns the lease as written; its `counter` is what the next {@link checkpoint} must present.
+   * @throws {@link LeaseContendedError} when concurrent writes changed the item under every attempt.
+   */
+  async claim(input: ClaimInput): Promise<Lease> {
+    const { shardId, owner } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    const parents = input.parentShardIds ?? [];
+    for (const parent of parents) requireNonEmpty(parent, 'parentShardIds', shardId);
+    if (input.hashKeyRange) {
+      const { startingHashKey, endingHashKey } = input.hashKeyRange;
+      if (!isSequenceNumber(startingHashKey) || !isSequenceNumber(endingHashKey)) {
+        throw new InvalidLeaseRequestError(
+          shardId,
+          `hash keys must be decimal, got ${startingHashKey}..${endingHashKey}`,
+        );
+      }
+    }
+    const claimed: Item = { [A.leaseOwner]: { S: owner } };
+    if (parents.length > 0) claimed[A.parentShardId] = { SS: [...new Set(parents)] };
+    if (input.hashKeyRange) {
+      claimed[A.startingHashKey] = { S: input.hashKeyRange.startingHashKey };
+      claimed[A.endingHashKey] = { S: input.hashKeyRange.endingHashKey };
+    }
+
+    for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
+      if (attempt > 1) await sleep(backoffMs(attempt));
+      const stored = await this.readItem(shardId);
+      try {
+        if (stored === undefined) {
+          const item: Item = {
+            ...key(shardId),
+            ...claimed,
+            [A.leaseCounter]: { N: '1' },
+            [A.ownerSwitchesSinceCheckpoint]: { N: '0' },
+          };
+          await this.call(() =>
+            this.dynamoDb.send(
+              new PutItemCommand({
+                TableName: this.tableName,
+                Item: item,
+                ConditionExpression: 'attribute_not_exists(#leaseKey)',
+                ExpressionAttributeNames: { '#leaseKey': A.leaseKey },
+              }),
+            ),
+          );
+          return this.parse(item);
+        }
+        const current = this.parse(stored);
+        const switched = current.owner !== undefined && current.owner !== owner;
+        const sets: Item = {
+          ...claimed,
+          [A.leaseCounter]: { N: String(current.counter + 1) },
+          [A.ownerSwitchesSinceCheckpoint]: {
+            N: String(current.ownerSwitchesSinceCheckpoint + (switched ? 1 : 0)),
+          },
+        };
+        const names: Record<string, string> = {};
+        const values: Item = {};
+        const assignments = Object.entries(sets).map(([attribute, value], i) => {
+          names[`#a${i}`] = attribute;
+          values[`:a${i}`] = value;
+          return `#a${i} = :a${i}`;
+        });
+        names['#leaseKey'] = A.leaseKey;
+        names['#leaseCounter'] = A.leaseCounter;
+        let condition: string;
+        if (stored[A.leaseCounter] === undefined) {
+          condition = 'attribute_exists(#leaseKey) AND attribute_not_exists(#leaseCounter)';
+        } else {
+          condition = 'attribute_exists(#leaseKey) AND #leaseCounter = :oldCounter';
+          values[':oldCounter'] = { N: String(current.counter) };
+        }
+        const result = await this.call(() =>
+          this.dynamoDb.send(
+            new UpdateItemCommand({
+              TableName: this.tableName,
+              Key: key(shardId),
+              UpdateExpression: `SET ${assignments.join(', ')}`,
+              ConditionExpression: condition,
+              ExpressionAttributeNames: names,
+              ExpressionAttributeValues: values,
+              ReturnValues: 'ALL_NEW',
+            }),
+          ),
+        );
+        return this.parse(result.Attributes ?? { ...stored, ...sets });
+      } catch (error) {
+        if (!isConditionalCheckFailed(error)) throw error;
+        // Someone wrote the item between our read and our write: read again and retry.
+      }
+    }
+    throw new LeaseContendedError(shardId, owner, MAX_CLAIM_ATTEMPTS);
+  }
+
+  /**
+   * Records a checkpoint, provided `owner` still holds the lease at `counter`: sets `checkpoint` and
+   * `checkpointSubSequenceNumber` (0 for sentinels and plain records), resets `ownerSwitchesSinceCheckpoint`, writes
+   * `childShardIds` when given and increments the counter. A retry of a write that already applied (same owner, counter
+   * + 1, same checkpoint) succeeds again.
+   *
+   * @returns the new counter, for the next checkpoint.
+   * @throws {@link CheckpointConflictError} when another owner or a newer attempt moved the lease on.
+   */
+  async checkpoint(input: CheckpointInput): Promise<{ counter: number }> {
+    const { shardId, owner, counter } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    requireCounter(counter, shardId);
+    const { value, sub } = checkpointValue(input.checkpoint, shardId);
+    const children = [...new Set(input.childShardIds ?? [])];
+    for (const child of children) requireNonEmpty(child, 'childShardIds', shardId);
+
+    const names: Record<string, string> = {
+      '#owner': A.leaseOwner,
+      '#counter': A.leaseCounter,
+      '#checkpoint': A.checkpoint,
+      '#sub': A.checkpointSubSequenceNumber,
+      '#switches': A.ownerSwitchesSinceCheckpoint,
+    };
+    const values: Item = {
+      ':owner': { S: owner },
+      ':counter': { N: String(counter) },
+      ':next': { N: String(counter + 1) },
+      ':checkpoint': { S: value },
+      ':sub': { N: String(sub) },
+      ':zero': { N: '0' },
+    };
+    let update = 'SET #checkpoint = :checkpoint, #sub = :sub, #counter = :next, #switches = :zero';
+    if (children.length > 0) {
+      names['#children'] = A.childShardIds;
+      values[':children'] = { SS: children };
+      update += ', #children = :children';
+    }
+    try {
+      await this.call(() =>
+        this.dynamoDb.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(shardId),
+            UpdateExpression: update,
+            ConditionExpression: '#owner = :owner AND #counter = :counter',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+          }),
+        ),
+      );
+      return { counter: counter + 1 };
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+    }
+    const item = await this.readItem(shardId);
+    const actual = item && this.parse(item);
+    const alreadyApplied =
+      actual?.owner === owner &&
+      actual.counter === counter + 1 &&
+      actual.checkpoint !== undefined &&
+      (typeof actual.checkpoint === 'string'
+        ? actual.checkpoint === value
+        : actual.checkpoint.sequenceNumber === value && (actual.checkpoint.subSequenceNumber ?? 0) === sub);
+    if (alreadyApplied) return { counter: counter + 1 };
+    throw new CheckpointConflictError(shardId, owner, counter, actual?.owner, actual?.counter);
+  }
+
+  /**
+   * Gives the shard up: removes `leaseOwner` and increments the counter, provided `owner` still holds it at `counter`.
+   * The checkpoint stays.
+   *
+   * @returns the new counter, or undefined when the lease had already moved on (another owner holds it, or it is gone).
+   */
+  async release(input: ReleaseInput): Promise<{ counter: number } | undefined> {
+    const { shardId, owner, counter } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    requireCounter(counter, shardId);
+    try {
+      await this.call(() =>
+        this.dynamoDb.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(shardId),
+            UpdateExpression: 'SET #counter = :next REMOVE #owner',
+            ConditionExpression: '#owner = :owner AND #counter = :counter',
+            ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
+            ExpressionAttributeValues: {
+              ':owner': { S: owner },
+              ':counter': { N: String(counter) },
+              ':next': { N: String(counter + 1) },
+            },
+          }),
+        ),
+      );
+      return { counter: counter + 1 };
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+    }
+    // A retried attempt whose first try applied finds the lease ownerless one counter on.
+    const item = await this.readItem(shardId);
+    const actual = item && this.parse(item);
+    return actual && actual.owner === undefined && actual.counter === counter + 1
+      ? { counter: counter + 1 }
+      : undefined;
+  }
+
+  private async createIfMissing(): Promise<void> {
+    const deadline = Date.now() + this.tableActiveTimeoutMs;
+    let createRequested = false;
+    for (let attempt = 1; ; attempt++) {
+      const table = await this.describeTable();
+      if (table === undefined && !createRequested) {
+        createRequested = true;
+        try {
+          await this.dynamoDb.send(
+            new CreateTableCommand({
+              TableName: this.tableName,
+              AttributeDefinitions: [{ AttributeName: A.leaseKey, AttributeType: 'S' }],
+              KeySchema: [{ AttributeName: A.leaseKey, KeyType: 'HASH' }],
+              BillingMode: 'PAY_PER_REQUEST',
+            }),
+          );
+        } catch (error) {
+          // A concurrent creator got there first: wait for its table like for ours.
+          if (!hasName(error, 'ResourceInUseException')) throw error;
+        }
+        continue;
+      }
+      if (table !== undefined) {
+        this.checkKeySchema(table);
+        if (table.TableStatus === 'ACTIVE' || table.TableStatus === 'UPDATING') return;
+      }
+      if (Date.now() >= deadline) {
+        throw new LeaseTableMissingError(
+          this.tableName,
+          `not ACTIVE after ${this.tableActiveTimeoutMs} ms (status ${table?.TableStatus ?? 'absent'})`,
+        );
+      }
+      await sleep(Math.min(20 * 2 ** Math.min(attempt, 10), 1_000));
+    }
+  }
+
+  private async describeTable(): Promise<TableDescription | undefined> {
+    try {
+      const { Table } = await this.dynamoDb.send(new DescribeTableCommand({ TableName: this.tableName }));
+      return Table;
+    } catch (error) {
+      if (hasName(error, 'ResourceNotFoundException')) return undefined;
+      throw error;
+    }
+  }
+
+  private checkKeySchema(table: TableDescription): void {
+    const keys = table.KeySchema ?? [];
+    const types = new Map((table.AttributeDefinitions ?? []).map((a) => [a.AttributeName, a.AttributeType]));
+    const [only] = keys;
+    if (
+      keys.length === 1 &&
+      only?.KeyType === 'HASH' &&
+      only.AttributeName === A.leaseKey &&
+      types.get(A.leaseKey) === 'S'
+    ) {
+      return;
+    }
+    const found = keys
+      .map((k) => `${k.AttributeName} (${k.KeyType}, ${types.get(k.AttributeName) ?? '?'})`)
+      .join(' + ');
+    throw new LeaseTableSchemaError(
+      this.tableName,
+      `found key schema ${found || '(none)'}, but a KCL lease table needs exactly one key: ${A.leaseKey} (HASH, S); ` +
+        'the table was left untouched (use another application name or table)',
+    );
+  }
+
+  private async readItem(shardId: string): Promise<Item | undefined> {
+    const { Item } = await this.call(() =>
+      this.dynamoDb.send(new GetItemCommand({ TableName: this.tableName, Key: key(shardId), ConsistentRead: true })),
+    );
+    return Item;
+  }
+
+  /** Runs one data-plane request, turning a missing table into {@link LeaseTableMissingError}. */
+  private async call<T>(request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      if (!hasName(error, 'ResourceNotFoundException')) throw error;
+      this.ensured = undefined; // the next ensureTable() looks again (and creates the table)
+      throw new LeaseTableMissingError(this.tableName, 'table not found; ensureTable() creates it', { cause: error });
+    }
+  }
+
+  private parse(item: Item): Lease {
+    return parseLease(item, this.tableName);
+  }
+}
+
+/** Reads a lease-table item the way Java KCL writes it. */
+function parseLease(item: Item, tableName: string): Lease {
+  const shardId = item[A.leaseKey]?.S;
+  if (shardId === undefined) {
+    throw new LeaseTableSchemaError(tableName, `an item has no string ${A.leaseKey}`, { attribute: A.leaseKey });
+  }
+  const bad = (attribute: string, what: string) =>
+    new LeaseTableSchemaError(tableName, `item ${shardId}: attribute ${attribute} ${what}`, { shardId, attribute });
+
+  const string = (attribute: string): string | undefined => {
+    const value = item[attribute];
+    if (value === undefined) return undefined;
+    if (value.S === undefined) throw bad(attribute, `is ${typeOf(value)}, expected S`);
+    return value.S;
+  };
+  const count = (attribute: string): number | undefined => {
+    const value = item[attribute];
+    if (value === undefined) return undefined;
+    if (value.N === undefined) throw bad(attribute, `is ${typeOf(value)}, expected N`);
+    const n = Number(value.N);
+    if (!Number.isSafeInteger(n) || n < 0) throw bad(attribute, `is ${value.N}, expected a non-negative integer`);
+    return n;
+  };
+  const stringSet = (attribute: string): string[] => {
+    const value = item[attribute];
+    if (value === undefined) return [];
+    if (value.SS === undefined) throw bad(attribute, `is ${typeOf(value)}, expected SS`);
+    return [...value.SS].sort();
+  };
+
+  const lease: Lease = {
+    shardId,
+    counter: count(A.leaseCounter) ?? 0,
+    ownerSwitchesSinceCheckpoint: count(A.ownerSwitchesSinceCheckpoint) ?? 0,
+    parentShardIds: stringSet(A.parentShardId),
+    childShardIds: stringSet(A.childShardIds),
+  };
+  const owner = string(A.leaseOwner);
+  if (owner !== undefined) lease.owner = owner;
+
+  const checkpoint = string(A.checkpoint);
+  const sub = count(A.checkpointSubSequenceNumber);
+  if (checkpoint !== undefined) {
+    if (isSentinel(checkpoint)) {
+      lease.checkpoint = checkpoint;
+    } else if (isSequenceNumber(checkpoint)) {
+      lease.checkpoint =
+        sub === undefined ? { sequenceNumber: checkpoint } : { sequenceNumber: checkpoint, subSequenceNumber: sub };
+    } else {
+      throw bad(
+        A.checkpoint,
+        `is '${checkpoint}', expected a decimal sequence number or TRIM_HORIZON, LATEST, AT_TIMESTAMP, SHARD_END`,
+      );
+    }
+  }
+
+  const startingHashKey = string(A.startingHashKey);
+  const endingHashKey = string(A.endingHashKey);
+  if (startingHashKey !== undefined && endingHashKey !== undefined)
+    lease.hashKeyRange = { startingHashKey, endingHashKey };
+  return lease;
+}
+
+/** The `checkpoint` and `checkpointSubSequenceNumber` values KCL stores for a checkpoint. */
+function checkpointValue(checkpoint: Checkpoint, shardId: string): { value: string; sub: number } {
+  if (typeof checkpoint === 'string') {
+    if (!isSentinel(checkpoint))
+      throw new InvalidLeaseRequestError(shardId, `checkpoint '${String(checkpoint)}' is not a sentinel`);
+    return { value: checkpoint, sub: 0 };
+  }
+  const { sequenceNumber, subSequenceNumber = 0 } = checkpoint;
+  if (typeof sequenceNumber !== 'string' || !isSequenceNumber(sequenceNumber)) {
+    throw new InvalidLeaseRequestError(
+      shardId,
+      `checkpoint sequence number '${String(sequenceNumber)}' is not decimal`,
+    );
+  }
+  if (!Number.isSafeInteger(subSequenceNumber) || subSequenceNumber < 0) {
+    throw new InvalidLeaseRequestError(
+      shardId,
+      `sub-sequence number ${subSequenceNumber} is not a non-negative integer`,
+    );
+  }
+  return { value: sequenceNumber, sub: subSequenceNumber };
+}
+
+function requireNonEmpty(value: string, what: string, shardId: string): void {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidLeaseRequestError(shardId, `${what} must be a non-empty string`);
+  }
+}
+
+function requireCounter(counter: number, shardId: string): void {
+  if (!Number.isSafeInteger(counter) || counter < 0) {
+    throw new InvalidLeaseRequestError(shardId, `counter must be a non-negative integer, got ${counter}`);
+  }
+}
+
+function key(shardId: string): Item {
+  return { [A.leaseKey]: { S: shardId } };
+}
+
+function typeOf(value: AttributeValue): string {
+  return (
+    Object.keys(value).find(
+      (k) => k !== '$unknown' && (value as unknown as Record<string, unknown>)[k] !== undefined,
+    ) ?? '?'
+  );
+}
+
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(10 * 2 ** attempt, 500);
+}
+
+function hasName(error: unknown, name: string): boolean {
+  return error instanceof Error && error.name === name;
+}
+
+function isConditionalCheckFailed(error: unknown): boolean {
+  return hasName(error, 'ConditionalCheckFailedException');
+}
