@@ -1,2 +1,165 @@
-// Wires clients -> activities -> Worker.
-export {};
+/**
+ * Wires clients → activities → Temporal workers. A temporal-kcl worker process runs two Temporal workers on one
+ * connection: one on the shared task queue (workflows, and activities any worker may run) and one on a task queue of
+ * its own, where the shards pinned to this process send their reads and batches, so record data never leaves it.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { BatchCache, type BatchCacheOptions, createActivities, ProcessorHost } from './activities';
+import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
+import { InvalidConfigError } from './errors';
+import { DEFAULT_TASK_QUEUE, workerTaskQueue } from './ids';
+import type { RecordProcessorFactory } from './record-processor';
+
+export interface KclWorkerOptions {
+  /** Record processor factories by name; a consumer names the one it uses. */
+  processors: Record<string, RecordProcessorFactory>;
+  /** Connection to Temporal (`NativeConnection.connect({ address })`). */
+  connection: NativeConnection;
+  /** @default 'default' */
+  namespace?: string;
+  /** @default 'temporal-kcl' */
+  taskQueue?: string;
+  /** AWS settings, or ready-made clients. @default the AWS SDK's defaults (region and credentials from the environment) */
+  aws?: AwsConfig | { kinesis: KinesisClient; dynamoDb: DynamoDBClient };
+  /** Worker identity shown in the Temporal UI. @default `<hostname>-<pid>-<random>` */
+  identity?: string;
+  /** Bounds of the in-memory batch cache. */
+  cache?: BatchCacheOptions;
+  /**
+   * How long a workflow task waits for this worker's sticky queue before any worker may take it: a dead worker's
+   * shards move on after this much.
+   * @default 2000
+   */
+  stickyQueueScheduleToStartTimeoutMs?: number;
+  /**
+   * Time in-flight tasks get to finish on shutdown.
+   * @default 30000
+   */
+  shutdownGraceTimeMs?: number;
+  /**
+   * A processor whose shard has not used it for this long is shut down (ZOMBIE): its shard moved to another worker.
+   * @default 600000
+   */
+  processorIdleTimeoutMs?: number;
+  /** Pre-bundled workflow code (tests). @default bundles src/workflows at start-up */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Extra Temporal worker options for the shared worker (tuning). */
+  workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'activities'>>;
+}
+
+/** A running temporal-kcl worker. */
+export interface KclWorker {
+  /** This process's own task queue. */
+  readonly workerQueue: string;
+  readonly identity: string;
+  readonly host: ProcessorHost;
+  readonly cache: BatchCache;
+  /** Runs until `shutdown()` (or a fatal error). */
+  run(): Promise<void>;
+  /** Graceful stop: shards pinned here move to other workers, processors get shutdown(ZOMBIE), in-flight work finishes. */
+  shutdown(): Promise<void>;
+  /** Runs while `promise` is pending, then shuts down; resolves with its value. */
+  runUntil<T>(promise: Promise<T>): Promise<T>;
+}
+
+function clientsFrom(aws: KclWorkerOptions['aws']): { kinesis: KinesisClient; dynamoDb: DynamoDBClient } {
+  if (aws && 'kinesis' in aws && 'dynamoDb' in aws) return aws;
+  // Activities retry through Temporal retry policies (visible in the UI and in metrics), not inside the SDK.
+  const config: AwsConfig = { maxAttempts: 1, ...(aws ?? {}) };
+  return { kinesis: createKinesisClient(config), dynamoDb: createDynamoDbClient(config) };
+}
+
+/** Creates a temporal-kcl worker: workflows and activities on the shared task queue, and this process's own queue. */
+export async function createKclWorker(options: KclWorkerOptions): Promise<KclWorker> {
+  const names = Object.keys(options.processors ?? {});
+  if (names.length === 0)
+    throw new InvalidConfigError('createKclWorker needs at least one record processor factory in `processors`');
+  for (const name of names) {
+    if (typeof options.processors[name] !== 'function') {
+      throw new InvalidConfigError(`processors.${name} must be a function (context) => RecordProcessor`);
+    }
+  }
+  const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
+  const identity = options.identity ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const workerQueue = workerTaskQueue(taskQueue, identity);
+  const { kinesis, dynamoDb } = clientsFrom(options.aws);
+  const host = new ProcessorHost(options.processors);
+  const cache = new BatchCache(options.cache);
+  const activities = createActivities({ kinesis, dynamoDb, host, cache, workerQueue });
+  const namespace = options.namespace ?? 'default';
+  const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
+
+  const shared = await Worker.create({
+    connection: options.connection,
+    namespace,
+    taskQueue,
+    identity,
+    activities,
+    ...(options.workflowBundle
+      ? { workflowBundle: options.workflowBundle }
+      : { workflowsPath: require.resolve('./workflows') }),
+    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 2_000,
+    shutdownGraceTime,
+    ...options.workerOptions,
+  });
+  const pinned = await Worker.create({
+    connection: options.connection,
+    namespace,
+    taskQueue: workerQueue,
+    identity,
+    activities,
+    shutdownGraceTime,
+    // Each pinned shard has at most a read and a process in flight; slots must not be what delays them.
+    maxConcurrentActivityTaskExecutions: 2_000,
+  });
+
+  let running: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+  const idleTimeoutMs = options.processorIdleTimeoutMs ?? 600_000;
+
+  const worker: KclWorker = {
+    workerQueue,
+    identity,
+    host,
+    cache,
+    run() {
+      running ??= (async () => {
+        const sweeper = setInterval(() => void host.evictIdle(idleTimeoutMs), Math.min(60_000, idleTimeoutMs));
+        try {
+          await Promise.all([shared.run(), pinned.run()]);
+        } finally {
+          clearInterval(sweeper);
+        }
+      })();
+      return running;
+    },
+    shutdown() {
+      stopping ??= (async () => {
+        // Refuse new work for pinned shards first, so they move at once instead of waiting for a timeout.
+        await host.drain();
+        if (shared.getState() === 'RUNNING') shared.shutdown();
+        if (pinned.getState() === 'RUNNING') pinned.shutdown();
+        await running?.catch(() => undefined);
+      })();
+      return stopping;
+    },
+    async runUntil<T>(promise: Promise<T>): Promise<T> {
+      const run = worker.run();
+      try {
+        const raced = await Promise.race([
+          promise,
+          run.then(() => Promise.reject(new Error('worker stopped before the promise settled'))),
+        ]);
+        return raced;
+      } finally {
+        await worker.shutdown();
+        await run.catch(() => undefined);
+      }
+    },
+  };
+  return worker;
+}

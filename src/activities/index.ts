@@ -1,2 +1,33 @@
-// Activities: everything that touches the world, built by factories that receive their clients.
-export {};
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import type { BatchCache } from './batch-cache';
+import { createCheckpointActivities } from './checkpoint-activities';
+import { createKinesisActivities } from './kinesis-activities';
+import { createProcessorActivities } from './processor-activities';
+import type { ProcessorHost } from './processor-host';
+
+/** What the activities need: AWS clients, and this worker's processor host, batch cache and own task queue. */
+export interface ActivityDeps {
+  kinesis: KinesisClient;
+  dynamoDb: DynamoDBClient;
+  host: ProcessorHost;
+  cache: BatchCache;
+  workerQueue: string;
+}
+
+/** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createKinesisActivities(deps),
+    ...createCheckpointActivities(deps),
+    ...createProcessorActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+export { BatchCache, type BatchCacheOptions } from './batch-cache';
+export { ProcessorHost } from './processor-host';
+export type { GetRecordsInput } from './kinesis-activities';
+export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';
+export type { ProcessRecordsInput, ShutdownProcessorInput } from './processor-activities';

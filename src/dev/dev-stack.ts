@@ -54,6 +54,11 @@ export interface DevStackOptions {
   log?: (line: string) => void;
   /** Build missing tools (Temporal CLI) instead of failing. @default true */
   provision?: boolean;
+  /**
+   * Do not keep the process alive for the stack's sake: when nothing else is left to do the process exits and its exit
+   * hook kills the servers (for test files that start a stack of their own). @default false
+   */
+  unref?: boolean;
 }
 
 export interface DevStack {
@@ -93,6 +98,7 @@ async function startTemporal(
   options: NonNullable<DevStackOptions['temporal']>,
   logDir: string,
   provision: boolean,
+  unref: boolean,
   log: (line: string) => void,
   started: Stoppable[],
 ): Promise<DevStack['temporal']> {
@@ -151,6 +157,7 @@ async function startTemporal(
     command: cli.path,
     args,
     logFile: join(logDir, 'temporal.log'),
+    unref,
   });
   started.push({ name: 'temporal', stop: () => server.stop() });
   log(`temporal: starting ${cli.path} ${args.join(' ')}`);
@@ -193,7 +200,7 @@ async function startTemporal(
 }
 
 async function startKinesis(
-  options: NonNullable<DevStackOptions['kinesis']>,
+  options: NonNullable<DevStackOptions['kinesis']> & { unref?: boolean },
   logDir: string,
   started: Stoppable[],
 ): Promise<string> {
@@ -210,6 +217,7 @@ async function startKinesis(
       shardLimit: 10_000,
     });
     await listen(server, port);
+    if (options.unref) server.unref();
     started.push({ name: 'kinesalite', stop: () => close(server) });
     return `http://127.0.0.1:${port}`;
   }
@@ -240,6 +248,7 @@ async function startKinesis(
       LOG_LEVEL: 'WARN',
     },
     logFile: join(logDir, 'kinesis-local.log'),
+    unref: options.unref,
   });
   started.push({ name: 'kinesis-local', stop: () => server.stop() });
   const endpoint = `http://127.0.0.1:${port}`;
@@ -260,12 +269,16 @@ async function startKinesis(
   return endpoint;
 }
 
-async function startDynamoDb(options: NonNullable<DevStackOptions['dynamoDb']>, started: Stoppable[]): Promise<string> {
+async function startDynamoDb(
+  options: NonNullable<DevStackOptions['dynamoDb']> & { unref?: boolean },
+  started: Stoppable[],
+): Promise<string> {
   const port = options.port ?? (await getFreePort());
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const dynalite = require('dynalite') as (options: object) => Server;
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   await listen(server, port);
+  if (options.unref) server.unref();
   started.push({ name: 'dynalite', stop: () => close(server) });
   const endpoint = `http://127.0.0.1:${port}`;
   const client = createDynamoDbClient({
@@ -309,9 +322,9 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     // Temporal takes longest: start the emulators while it comes up.
     // allSettled, not all: a part that fails must not leave the others starting unobserved.
     const [temporalResult, kinesisResult, dynamoDbResult] = await Promise.allSettled([
-      startTemporal(options.temporal ?? {}, logDir, options.provision ?? true, log, started),
-      startKinesis(options.kinesis ?? {}, logDir, started),
-      startDynamoDb(options.dynamoDb ?? {}, started),
+      startTemporal(options.temporal ?? {}, logDir, options.provision ?? true, options.unref ?? false, log, started),
+      startKinesis({ ...options.kinesis, unref: options.unref }, logDir, started),
+      startDynamoDb({ ...options.dynamoDb, unref: options.unref }, started),
     ]);
     for (const result of [temporalResult, kinesisResult, dynamoDbResult]) {
       if (result.status === 'rejected') throw result.reason;

@@ -12,6 +12,8 @@ export interface ManagedProcessOptions {
   logFile: string;
   /** Time between SIGTERM and SIGKILL when stopping. @default 5000 */
   killGraceMs?: number;
+  /** Let the parent exit without stopping it first (the exit hook still kills it). @default false */
+  unref?: boolean;
 }
 
 const live = new Set<ManagedProcess>();
@@ -48,6 +50,7 @@ export class ManagedProcess {
       closeSync(fd);
     }
     live.add(this);
+    if (options.unref) this.child.unref();
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         live.delete(this);

@@ -1,2 +1,2 @@
 // Workflow entry point (the worker's workflowsPath). Deterministic code only.
-export {};
+export { shardConsumerWorkflow } from './shard-consumer';

@@ -1,4 +1,3 @@
-import { after } from 'node:test';
 import { type AwsConfig, EMULATOR_CREDENTIALS } from '../../src/aws/clients';
 import { type DevStack, startDevStack } from '../../src/dev/dev-stack';
 
@@ -35,8 +34,9 @@ export function testStack(): Promise<TestStack> {
         },
       };
     }
-    const stack: DevStack = await startDevStack();
-    after(() => stack.stop());
+    // A file run on its own gets a stack of its own; it must outlive every test of the file (an `after` hook here
+    // would bind to whichever test asked first), so it does not hold the process open and dies with it.
+    const stack: DevStack = await startDevStack({ unref: true });
     return {
       temporalAddress: stack.temporal.address,
       namespace: stack.temporal.namespace,

@@ -1,0 +1,18 @@
+import { Context } from '@temporalio/activity';
+
+/**
+ * Runs `fn` while heartbeating in the background, if the activity has a heartbeat timeout: a worker that dies mid-call
+ * is then noticed within that timeout instead of the (much longer) start-to-close timeout.
+ */
+export async function withHeartbeats<T>(fn: () => Promise<T>): Promise<T> {
+  const context = Context.current();
+  const timeoutMs = context.info.heartbeatTimeoutMs;
+  if (!timeoutMs) return fn();
+  context.heartbeat();
+  const timer = setInterval(() => context.heartbeat(), Math.max(100, Math.floor(timeoutMs / 3)));
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}

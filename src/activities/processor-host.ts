@@ -1,0 +1,216 @@
+import type { Checkpoint } from '../positions';
+import type { ProcessOutcome, ShardRef } from '../consumer-types';
+import type { RecordProcessor, RecordProcessorFactory, ShutdownInput } from '../record-processor';
+
+/** A processor instance living on this worker, for one shard and one pinning. */
+interface HostedProcessor {
+  ref: ShardRef;
+  /** Identifies the pinning (owner + pin count) that created the instance. */
+  pin: string;
+  /** The instance once its factory and `initialize` have completed. */
+  ready: Promise<RecordProcessor>;
+  /** Calls on one instance run one at a time, in order. */
+  tail: Promise<unknown>;
+  /** Outcome of the batches this instance completed recently, so a retried attempt does not deliver a batch twice. */
+  completed: Map<string, ProcessOutcome>;
+  lastUsed: number;
+}
+
+/** Why the host refuses a call; the activities turn these into typed failures. */
+export type HostRefusal = 'NOT_REGISTERED' | 'LOST' | 'DRAINING';
+
+export class HostRefusedError extends Error {
+  constructor(
+    readonly refusal: HostRefusal,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HostRefusedError';
+  }
+}
+
+const RECENT_OUTCOMES = 4;
+
+function shardKey(ref: ShardRef): string {
+  return JSON.stringify([ref.applicationName, ref.streamName, ref.shardId]);
+}
+
+/**
+ * Holds the record processors of the shards pinned to this worker: creates them with the registered factories, runs
+ * their calls one at a time per shard, and shuts them down. A shard's processor lives on one worker at a time, as in
+ * KCL; when the shard moves, the workflow pins it again and a new instance is initialized where it lands.
+ */
+export class ProcessorHost {
+  private readonly instances = new Map<string, HostedProcessor>();
+  private draining = false;
+
+  constructor(private readonly factories: Readonly<Record<string, RecordProcessorFactory>>) {}
+
+  /** Names of the registered processor factories. */
+  get processorNames(): string[] {
+    return Object.keys(this.factories);
+  }
+
+  get size(): number {
+    return this.instances.size;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Creates and initializes the processor for a shard under a new pin. An instance of an older pin is shut down first
+   * (ZOMBIE: it no longer owns the shard). Idempotent for the same pin (a retried attempt).
+   */
+  async initialize(input: {
+    ref: ShardRef;
+    processorName: string;
+    pin: string;
+    startingPosition: Checkpoint;
+  }): Promise<void> {
+    this.refuseIfDraining(input.ref);
+    const key = shardKey(input.ref);
+    const existing = this.instances.get(key);
+    if (existing?.pin === input.pin) {
+      await existing.ready;
+      return;
+    }
+    if (existing) await this.evict(key, existing);
+    const factory = this.factories[input.processorName];
+    if (!factory) {
+      throw new HostRefusedError(
+        'NOT_REGISTERED',
+        `no record processor named '${input.processorName}' is registered on this worker (registered: ${this.processorNames.join(', ') || 'none'})`,
+      );
+    }
+    const ready = (async () => {
+      const processor = await factory({ ...input.ref });
+      if (!processor || typeof processor.processRecords !== 'function') {
+        throw new TypeError(
+          `the processor factory '${input.processorName}' returned ${processor === null ? 'null' : typeof processor}, not an object with a processRecords method`,
+        );
+      }
+      await processor.initialize?.({
+        shardId: input.ref.shardId,
+        streamName: input.ref.streamName,
+        startingPosition: input.startingPosition,
+      });
+      return processor;
+    })();
+    // Registered before it is ready, so a concurrent retry of this initialization waits for it instead of starting another.
+    const hosted: HostedProcessor = {
+      ref: input.ref,
+      pin: input.pin,
+      ready,
+      tail: ready,
+      completed: new Map(),
+      lastUsed: Date.now(),
+    };
+    this.instances.set(key, hosted);
+    try {
+      await ready;
+    } catch (error) {
+      if (this.instances.get(key) === hosted) this.instances.delete(key);
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `fn` with the shard's processor, after any call already running on it. A batch already completed under the
+   * same handle returns its recorded outcome instead of being delivered again.
+   */
+  async process(
+    ref: ShardRef,
+    pin: string,
+    handle: string,
+    fn: (processor: RecordProcessor) => Promise<ProcessOutcome>,
+  ): Promise<ProcessOutcome> {
+    this.refuseIfDraining(ref);
+    const hosted = this.lookup(ref, pin);
+    return this.serialize(hosted, async () => {
+      const done = hosted.completed.get(handle);
+      if (done) return done;
+      const outcome = await fn(await hosted.ready);
+      hosted.completed.set(handle, outcome);
+      if (hosted.completed.size > RECENT_OUTCOMES) {
+        const oldest = hosted.completed.keys().next().value;
+        if (oldest !== undefined) hosted.completed.delete(oldest);
+      }
+      return outcome;
+    });
+  }
+
+  /** Calls the processor's shutdown and forgets the instance. */
+  async shutdown(ref: ShardRef, pin: string, input: ShutdownInput): Promise<void> {
+    const hosted = this.lookup(ref, pin);
+    await this.serialize(hosted, async () => {
+      const processor = await hosted.ready;
+      await processor.shutdown?.(input);
+    });
+    this.instances.delete(shardKey(ref));
+  }
+
+  /** True if this worker holds the shard's processor under this pin. */
+  holds(ref: ShardRef, pin: string): boolean {
+    return this.instances.get(shardKey(ref))?.pin === pin;
+  }
+
+  /**
+   * Stops taking work (calls are refused with DRAINING, so their shards move to other workers) and shuts every
+   * processor down as ZOMBIE once its running call ends. Errors of individual shutdowns are reported, not thrown.
+   */
+  async drain(onError: (ref: ShardRef, error: unknown) => void = () => undefined): Promise<void> {
+    this.draining = true;
+    await Promise.all(
+      [...this.instances.entries()].map(async ([key, hosted]) =>
+        this.evict(key, hosted).catch((error: unknown) => onError(hosted.ref, error)),
+      ),
+    );
+  }
+
+  /** Shuts down (ZOMBIE) processors unused for longer than `idleMs`: their shards moved elsewhere. */
+  async evictIdle(idleMs: number): Promise<number> {
+    const cutoff = Date.now() - idleMs;
+    const idle = [...this.instances.entries()].filter(([, hosted]) => hosted.lastUsed < cutoff);
+    await Promise.all(idle.map(([key, hosted]) => this.evict(key, hosted).catch(() => undefined)));
+    return idle.length;
+  }
+
+  private async evict(key: string, hosted: HostedProcessor): Promise<void> {
+    if (this.instances.get(key) === hosted) this.instances.delete(key);
+    await this.serialize(hosted, async () => {
+      const processor = await hosted.ready.catch(() => undefined);
+      await processor?.shutdown?.({ reason: 'ZOMBIE' });
+    });
+  }
+
+  private lookup(ref: ShardRef, pin: string): HostedProcessor {
+    const hosted = this.instances.get(shardKey(ref));
+    if (!hosted || hosted.pin !== pin) {
+      throw new HostRefusedError(
+        'LOST',
+        `this worker does not hold the processor of shard ${ref.shardId} (pin ${pin})`,
+      );
+    }
+    return hosted;
+  }
+
+  private refuseIfDraining(ref: ShardRef): void {
+    if (this.draining) {
+      throw new HostRefusedError(
+        'DRAINING',
+        `this worker is shutting down; shard ${ref.shardId} moves to another worker`,
+      );
+    }
+  }
+
+  private serialize<T>(hosted: HostedProcessor, fn: () => Promise<T>): Promise<T> {
+    const run = hosted.tail.then(fn, fn);
+    hosted.tail = run.catch(() => undefined);
+    hosted.lastUsed = Date.now();
+    return run.finally(() => {
+      hosted.lastUsed = Date.now();
+    });
+  }
+}

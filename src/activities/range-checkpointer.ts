@@ -1,0 +1,103 @@
+import { CheckpointOutOfRangeError } from '../errors';
+import {
+  type Checkpoint,
+  comparePositions,
+  type ExtendedSequenceNumber,
+  formatPosition,
+  isSequenceNumber,
+} from '../positions';
+import type { Checkpointer, KinesisRecord } from '../record-processor';
+
+/**
+ * The checkpointer a processor gets. It records the position the processor asks for, after checking it lies in
+ * (last checkpoint, last delivered record]; the workflow makes it durable (a fenced write to the lease table) before the
+ * next batch is delivered or the consumer ends.
+ */
+export class RangeCheckpointer implements Checkpointer {
+  private requested: ExtendedSequenceNumber | undefined;
+
+  /**
+   * @param shardId for messages
+   * @param lastCheckpoint the durable checkpoint (a sentinel such as TRIM_HORIZON counts as "nothing checkpointed")
+   * @param lastDelivered the last user record delivered to the processor so far, if any
+   * @param records the batch being processed (to resolve `checkpoint(sequenceNumber)` to its last user record)
+   */
+  constructor(
+    private readonly shardId: string,
+    lastCheckpoint: Checkpoint | undefined,
+    private readonly lastDelivered: ExtendedSequenceNumber | undefined,
+    private readonly records: readonly KinesisRecord[] = [],
+  ) {
+    this.floor = typeof lastCheckpoint === 'object' ? lastCheckpoint : undefined;
+  }
+
+  private readonly floor: ExtendedSequenceNumber | undefined;
+
+  /** The position asked for, if any. */
+  get checkpointRequested(): ExtendedSequenceNumber | undefined {
+    return this.requested;
+  }
+
+  async checkpoint(
+    target?: string | Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>,
+    subSequenceNumber?: number,
+  ): Promise<void> {
+    const lower = this.requested ?? this.floor;
+    if (target === undefined) {
+      // checkpoint(): the last record delivered. With nothing new delivered it has nothing to do.
+      if (this.lastDelivered === undefined) return;
+      if (lower && comparePositions(this.lastDelivered, lower) <= 0) return;
+      this.requested = this.lastDelivered;
+      return;
+    }
+    const position = this.resolve(target, subSequenceNumber);
+    const afterLower = lower === undefined || comparePositions(position, lower) > 0;
+    const withinDelivered = this.lastDelivered !== undefined && comparePositions(position, this.lastDelivered) <= 0;
+    if (!afterLower || !withinDelivered) {
+      throw new CheckpointOutOfRangeError(
+        this.shardId,
+        formatPosition(position),
+        formatPosition(lower),
+        formatPosition(this.lastDelivered),
+      );
+    }
+    this.requested = position;
+  }
+
+  private resolve(
+    target: string | Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>,
+    subSequenceNumber: number | undefined,
+  ): ExtendedSequenceNumber {
+    const sequenceNumber = typeof target === 'string' ? target : target?.sequenceNumber;
+    const sub = typeof target === 'string' ? subSequenceNumber : target?.subSequenceNumber;
+    if (typeof sequenceNumber !== 'string' || !isSequenceNumber(sequenceNumber)) {
+      throw new CheckpointOutOfRangeError(
+        this.shardId,
+        String(sequenceNumber),
+        formatPosition(this.floor),
+        formatPosition(this.lastDelivered),
+        'it is not a sequence number',
+      );
+    }
+    if (sub !== undefined && (!Number.isInteger(sub) || sub < 0)) {
+      throw new CheckpointOutOfRangeError(
+        this.shardId,
+        `${sequenceNumber}/${sub}`,
+        formatPosition(this.floor),
+        formatPosition(this.lastDelivered),
+        'the sub-sequence number must be a whole number >= 0',
+      );
+    }
+    if (sub !== undefined || typeof target !== 'string') {
+      return sub === undefined ? { sequenceNumber } : { sequenceNumber, subSequenceNumber: sub };
+    }
+    // checkpoint(sequenceNumber) of an aggregate: the whole Kinesis record, i.e. its last user record delivered.
+    let last: ExtendedSequenceNumber | undefined;
+    for (const record of this.records) {
+      if (record.sequenceNumber === sequenceNumber) last = record;
+    }
+    return last?.subSequenceNumber === undefined
+      ? { sequenceNumber }
+      : { sequenceNumber, subSequenceNumber: last.subSequenceNumber };
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The plain-JSON shapes shard consumers and their activities exchange. Everything here travels through Temporal
+ * history, so nothing here carries record data: only counts, positions and handles.
+ *
+ * Pure types: workflows import them.
+ */
+import type { Checkpoint, ExtendedSequenceNumber } from './positions';
+
+/** Which shard of which stream, for which application. */
+export interface ShardRef {
+  applicationName: string;
+  streamName: string;
+  shardId: string;
+}
+
+/** An inclusive range of 128-bit hash keys, as decimal strings (as ListShards returns it). */
+export interface HashKeyRange {
+  startingHashKey: string;
+  endingHashKey: string;
+}
+
+/** A shard as ListShards describes it. */
+export interface ShardDescription {
+  shardId: string;
+  parentShardIds: string[];
+  hashKeyRange: HashKeyRange;
+  /** Set once the shard is closed (split or merged): its last sequence number. */
+  endingSequenceNumber?: string;
+}
+
+/** A child shard Kinesis reported when a shard ended. */
+export interface ChildShard {
+  shardId: string;
+  parentShardIds: string[];
+  hashKeyRange?: HashKeyRange;
+}
+
+/** How to obtain a fresh shard iterator: where reading resumes. */
+export type ResumePosition =
+  | { type: 'TRIM_HORIZON' }
+  | { type: 'LATEST' }
+  | { type: 'AT_TIMESTAMP'; timestamp: string }
+  | { type: 'AT_SEQUENCE_NUMBER'; sequenceNumber: string }
+  | { type: 'AFTER_SEQUENCE_NUMBER'; sequenceNumber: string };
+
+/** A record that could not be de-aggregated: skipped, counted and reported, never blocking the shard. */
+export interface DeaggregationFailureReport {
+  sequenceNumber: string;
+  error: string;
+}
+
+/** What a read returns to the workflow: metadata and a handle to the records kept in the reading worker's memory. */
+export interface BatchSummary {
+  /** Key of the batch in the reading worker's cache. */
+  handle: string;
+  /** User records delivered (after de-aggregation and filtering). */
+  recordCount: number;
+  /** Kinesis records returned by GetRecords (before de-aggregation). */
+  kinesisRecordCount: number;
+  /** Bytes of user-record data delivered. */
+  bytes: number;
+  /** Sequence number of the last Kinesis record read; reading resumes after it. */
+  lastSequenceNumber?: string;
+  /** Position of the last user record delivered. */
+  lastDelivered?: ExtendedSequenceNumber;
+  millisBehindLatest: number;
+  /** Absent when the shard has ended (it was split or merged and every record has been read). */
+  nextIterator?: string;
+  /** The shard's children, when it has ended and Kinesis reported them. */
+  childShards?: ChildShard[];
+  /** Aggregates that could not be de-aggregated (at most the first few; `deaggregationFailureCount` has them all). */
+  deaggregationFailures: DeaggregationFailureReport[];
+  deaggregationFailureCount: number;
+  /** User records of aggregates dropped because they hash outside this shard's range (after resharding). */
+  droppedOutOfRange: number;
+  /** User records dropped because they were at or before a sub-sequence checkpoint. */
+  droppedCheckpointed: number;
+  /** Epoch ms when the GetRecords call started (the batch's cache entry time). */
+  readAt: number;
+}
+
+/** What a `processRecords` call reports. */
+export interface ProcessOutcome {
+  /** The checkpoint the processor asked for (validated), to be written before the next batch. */
+  checkpoint?: ExtendedSequenceNumber;
+  durationMs: number;
+}
+
+/** What `shutdown` asked for. */
+export interface ShutdownOutcome {
+  checkpoint?: ExtendedSequenceNumber;
+}
+
+/** State of a parent shard, as a child waits for it. */
+export type ParentState = 'ENDED' | 'IN_PROGRESS' | 'NOT_STARTED' | 'AGED_OUT';
+
+export interface ParentStatus {
+  shardId: string;
+  state: ParentState;
+  checkpoint?: Checkpoint;
+}
+
+/** Lifecycle of a shard consumer, as the progress query and the UI show it. */
+export const ConsumerState = {
+  WAITING_ON_PARENT: 'WAITING_ON_PARENT',
+  INITIALIZING: 'INITIALIZING',
+  PROCESSING: 'PROCESSING',
+  HALTED: 'HALTED',
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  ENDED: 'ENDED',
+} as const;
+export type ConsumerState = (typeof ConsumerState)[keyof typeof ConsumerState];
+
+/** Running totals a consumer keeps across continue-as-new. */
+export interface ConsumerCounters {
+  recordsProcessed: number;
+  bytesProcessed: number;
+  batches: number;
+  emptyBatches: number;
+  deaggregationFailures: number;
+  droppedOutOfRange: number;
+  deadLetteredRecords: number;
+  deadLetteredBatches: number;
+  checkpoints: number;
+  expiredIterators: number;
+  workerMoves: number;
+}
+
+/** A dead-lettered position, as progress reports it. */
+export interface DeadLetterReport {
+  first: ExtendedSequenceNumber;
+  last: ExtendedSequenceNumber;
+  records: number;
+  error: string;
+}
+
+/** The `progress` query's answer. */
+export interface ShardProgress extends ShardRef {
+  state: ConsumerState;
+  parentShardIds: string[];
+  checkpoint?: Checkpoint;
+  lastProcessed?: ExtendedSequenceNumber;
+  millisBehindLatest?: number;
+  counters: ConsumerCounters;
+  /** The most recent de-aggregation failures (sequence numbers of skipped aggregates). */
+  recentDeaggregationFailures: DeaggregationFailureReport[];
+  /** The most recent dead-lettered positions. */
+  recentDeadLetters: DeadLetterReport[];
+  /** Task queue of the worker that holds this shard's processor, if any. */
+  worker?: string;
+  /** Why the consumer is halted, when it is. */
+  haltedReason?: string;
+  /** Run of the continue-as-new chain (1 for the first). */
+  run: number;
+}
+
+/** How a shard consumer ended. */
+export interface ShardConsumerResult extends ShardRef {
+  reason: 'TERMINATE' | 'REQUESTED' | 'ZOMBIE' | 'ALREADY_ENDED';
+  checkpoint?: Checkpoint;
+  counters: ConsumerCounters;
+  childShards: ChildShard[];
+}

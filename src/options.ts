@@ -1,0 +1,194 @@
+/**
+ * Options of a shard consumer, in the Kinesis Client Library's vocabulary, with their defaults and their validation.
+ *
+ * Pure module: the workflow validates its input with the same schema the client helpers and the CLI use at the edge.
+ */
+import { z } from 'zod';
+
+/** Where a shard without a checkpoint starts (child shards of a reshard always start at TRIM_HORIZON). */
+export const InitialPosition = {
+  LATEST: 'LATEST',
+  TRIM_HORIZON: 'TRIM_HORIZON',
+  AT_TIMESTAMP: 'AT_TIMESTAMP',
+} as const;
+export type InitialPosition = (typeof InitialPosition)[keyof typeof InitialPosition];
+
+/** What happens to a batch whose processing still fails after `processingRetry.maximumAttempts`. */
+export const FailureAction = {
+  /** Keep the shard where it is: the consumer waits (state HALTED) until a `retryHalted` signal, nothing is skipped. */
+  HALT: 'HALT',
+  /** Send the failing records to the dead-letter destination and continue past them. */
+  DEAD_LETTER: 'DEAD_LETTER',
+} as const;
+export type FailureAction = (typeof FailureAction)[keyof typeof FailureAction];
+
+const durationMs = (what: string, min: number, max: number) =>
+  z
+    .number({ error: `${what} must be a number of milliseconds` })
+    .int(`${what} must be a whole number of milliseconds`)
+    .min(min, `${what} must be at least ${min} ms`)
+    .max(max, `${what} must be at most ${max} ms`);
+
+const isoTimestamp = z.iso.datetime({
+  offset: true,
+  error: 'initialPositionTimestamp must be an ISO-8601 date-time such as 2026-01-31T12:00:00Z',
+});
+
+/** The schema of {@link ShardConsumerOptions}; every field is optional and takes its documented default. */
+export const shardConsumerOptionsSchema = z
+  .object({
+    maxRecords: z
+      .number({ error: 'maxRecords must be a number' })
+      .int('maxRecords must be a whole number')
+      .min(1, 'maxRecords must be between 1 and 10000')
+      .max(10_000, 'maxRecords must be between 1 and 10000')
+      .default(10_000),
+    idleTimeBetweenReadsMs: durationMs('idleTimeBetweenReadsMs', 0, 3_600_000).default(1_000),
+    parentShardPollIntervalMs: durationMs('parentShardPollIntervalMs', 100, 3_600_000).default(10_000),
+    callProcessRecordsEvenForEmptyRecordList: z.boolean().default(false),
+    initialPosition: z
+      .enum(['LATEST', 'TRIM_HORIZON', 'AT_TIMESTAMP'], {
+        error: 'initialPosition must be LATEST, TRIM_HORIZON or AT_TIMESTAMP',
+      })
+      .default('LATEST'),
+    initialPositionTimestamp: isoTimestamp.optional(),
+    prefetch: z.boolean().default(true),
+    maxBatchesPerRun: z.number().int().min(1, 'maxBatchesPerRun must be at least 1').max(100_000).default(500),
+    processTimeoutMs: durationMs('processTimeoutMs', 1_000, 86_400_000).default(300_000),
+    heartbeatTimeoutMs: durationMs('heartbeatTimeoutMs', 500, 600_000).default(5_000),
+    workerScheduleToStartTimeoutMs: durationMs('workerScheduleToStartTimeoutMs', 500, 600_000).default(5_000),
+    processingRetry: z
+      .object({
+        initialIntervalMs: durationMs('processingRetry.initialIntervalMs', 1, 3_600_000).default(1_000),
+        maximumIntervalMs: durationMs('processingRetry.maximumIntervalMs', 1, 86_400_000).default(60_000),
+        maximumAttempts: z
+          .number()
+          .int()
+          .min(0, 'processingRetry.maximumAttempts must be 0 (unlimited) or more')
+          .default(0),
+      })
+      .strict()
+      .prefault({}),
+    onProcessingFailure: z
+      .enum(['HALT', 'DEAD_LETTER'], { error: 'onProcessingFailure must be HALT or DEAD_LETTER' })
+      .default('HALT'),
+    deadLetterGranularity: z.enum(['RECORD', 'BATCH']).default('RECORD'),
+  })
+  .strict()
+  .superRefine((options, ctx) => {
+    if (options.initialPosition === 'AT_TIMESTAMP' && !options.initialPositionTimestamp) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['initialPositionTimestamp'],
+        message: 'initialPosition AT_TIMESTAMP needs initialPositionTimestamp (an ISO-8601 date-time)',
+      });
+    }
+    if (options.processingRetry.maximumIntervalMs < options.processingRetry.initialIntervalMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['processingRetry', 'maximumIntervalMs'],
+        message: 'processingRetry.maximumIntervalMs must not be below initialIntervalMs',
+      });
+    }
+  });
+
+/**
+ * How a shard consumer reads and delivers records. Names follow the Kinesis Client Library's configuration.
+ */
+export interface ShardConsumerOptions {
+  /**
+   * Most records one GetRecords call may return (Kinesis allows 1-10000).
+   * @default 10000
+   */
+  maxRecords?: number;
+  /**
+   * Pause after a read that returned no records while the consumer is less than this far behind the tip of the shard.
+   * @default 1000
+   */
+  idleTimeBetweenReadsMs?: number;
+  /**
+   * How often a child shard's consumer checks whether its parent shards have ended.
+   * @default 10000
+   */
+  parentShardPollIntervalMs?: number;
+  /**
+   * Call `processRecords` also with an empty batch (to let the processor checkpoint or flush on a quiet shard).
+   * @default false
+   */
+  callProcessRecordsEvenForEmptyRecordList?: boolean;
+  /**
+   * Where a shard without a checkpoint starts. Child shards of a reshard always start at TRIM_HORIZON.
+   * @default 'LATEST'
+   */
+  initialPosition?: InitialPosition;
+  /** ISO-8601 date-time for `initialPosition: 'AT_TIMESTAMP'`. Required with it. */
+  initialPositionTimestamp?: string;
+  /**
+   * Read the next batch while the current one is processed (delivery order is unchanged).
+   * @default true
+   */
+  prefetch?: boolean;
+  /**
+   * Batches one workflow run handles before it continues as new (it also does when Temporal suggests it).
+   * @default 500
+   */
+  maxBatchesPerRun?: number;
+  /**
+   * Longest one `processRecords` (or `initialize`, `shutdown`) call may take before the attempt is retried.
+   * @default 300000
+   */
+  processTimeoutMs?: number;
+  /**
+   * A worker that stops heartbeating for this long while reading or processing a batch is presumed dead and the shard
+   * moves to another worker.
+   * @default 5000
+   */
+  heartbeatTimeoutMs?: number;
+  /**
+   * A read or process task that waits this long for the worker the shard is pinned to moves the shard to another worker.
+   * @default 5000
+   */
+  workerScheduleToStartTimeoutMs?: number;
+  /** Retry policy for a failing `processRecords`. */
+  processingRetry?: {
+    /** @default 1000 */
+    initialIntervalMs?: number;
+    /** @default 60000 */
+    maximumIntervalMs?: number;
+    /**
+     * Attempts before `onProcessingFailure` applies; 0 retries forever (the batch is never skipped).
+     * @default 0
+     */
+    maximumAttempts?: number;
+  };
+  /**
+   * After `processingRetry.maximumAttempts` failed attempts: halt the shard, or dead-letter and continue.
+   * @default 'HALT'
+   */
+  onProcessingFailure?: FailureAction;
+  /**
+   * With DEAD_LETTER: find and dead-letter only the records that fail on their own (RECORD), or the whole batch (BATCH).
+   * @default 'RECORD'
+   */
+  deadLetterGranularity?: 'RECORD' | 'BATCH';
+}
+
+/** Options with every default applied. */
+export type ResolvedShardConsumerOptions = z.output<typeof shardConsumerOptionsSchema>;
+
+/** Result of validating options: the resolved options, or one readable message per problem. */
+export type OptionsValidation = { ok: true; options: ResolvedShardConsumerOptions } | { ok: false; issues: string[] };
+
+/** Validates options and applies defaults. Unknown keys are errors (a misspelt option must not be silently ignored). */
+export function validateShardConsumerOptions(options: unknown): OptionsValidation {
+  const result = shardConsumerOptionsSchema.safeParse(options ?? {});
+  if (result.success) return { ok: true, options: result.data };
+  return {
+    ok: false,
+    issues: result.error.issues.map((issue) => {
+      const path = issue.path.join('.');
+      if (issue.code === 'unrecognized_keys') return `unknown option(s): ${issue.keys.join(', ')}`;
+      return path && !issue.message.startsWith(path) ? `${path}: ${issue.message}` : issue.message;
+    }),
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * The shard consumer's cursor: everything a run hands to the next through continue-as-new, as plain JSON, and the pure
+ * rules that move it.
+ */
+import type {
+  BatchSummary,
+  ConsumerCounters,
+  DeadLetterReport,
+  DeaggregationFailureReport,
+  HashKeyRange,
+  ResumePosition,
+} from '../consumer-types';
+import { type Checkpoint, compareSequenceNumbers, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
+import type { ResolvedShardConsumerOptions } from '../options';
+
+/** The worker a shard is pinned to: its processor instance and its batches live there. */
+export interface Pin {
+  id: string;
+  workerQueue: string;
+}
+
+export interface ShardCursor {
+  /** This consumer's lease owner id and the counter it holds (fencing). */
+  owner: string;
+  counter: number;
+  parentShardIds: string[];
+  hashKeyRange?: HashKeyRange;
+  /** Where this consumer first started reading when nothing was checkpointed (LATEST is resolved to a timestamp). */
+  origin: ResumePosition;
+  /** What the processor is told in `initialize`. */
+  startingPosition: Checkpoint;
+  /** The durable checkpoint. */
+  checkpoint?: Checkpoint;
+  /** The last user record delivered and processed. */
+  lastProcessed?: ExtendedSequenceNumber;
+  /** Where a fresh iterator starts. */
+  resumeFrom: ResumePosition;
+  /** Records at or before this position are dropped (resuming after a sub-sequence checkpoint). */
+  skipUntil?: ExtendedSequenceNumber;
+  /** Iterator for the first record not yet processed (it may expire). */
+  iterator?: string;
+  pin?: Pin;
+  /** Pins so far (the next pin's id is derived from it). */
+  pins: number;
+  millisBehindLatest?: number;
+  counters: ConsumerCounters;
+  recentDeaggregationFailures: DeaggregationFailureReport[];
+  recentDeadLetters: DeadLetterReport[];
+  /** Number of this run in the continue-as-new chain. */
+  run: number;
+}
+
+export function emptyCounters(): ConsumerCounters {
+  return {
+    recordsProcessed: 0,
+    bytesProcessed: 0,
+    batches: 0,
+    emptyBatches: 0,
+    deaggregationFailures: 0,
+    droppedOutOfRange: 0,
+    deadLetteredRecords: 0,
+    deadLetteredBatches: 0,
+    checkpoints: 0,
+    expiredIterators: 0,
+    workerMoves: 0,
+  };
+}
+
+/**
+ * Where a consumer starts: after the checkpoint (a sub-sequence checkpoint resumes AT_SEQUENCE_NUMBER and skips the user
+ * records already checkpointed, as Java KCL does); at a sentinel checkpoint; or, without one, at TRIM_HORIZON for a
+ * child shard of a reshard and at the configured initial position otherwise.
+ */
+export function startPosition(
+  checkpoint: Checkpoint | undefined,
+  isChildShard: boolean,
+  options: Pick<ResolvedShardConsumerOptions, 'initialPosition' | 'initialPositionTimestamp'>,
+):
+  | { resumeFrom: ResumePosition; skipUntil?: ExtendedSequenceNumber; startingPosition: Checkpoint }
+  | { invalid: string } {
+  if (typeof checkpoint === 'object') {
+    return {
+      resumeFrom: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: checkpoint.sequenceNumber },
+      skipUntil: { sequenceNumber: checkpoint.sequenceNumber, subSequenceNumber: checkpoint.subSequenceNumber ?? 0 },
+      startingPosition: checkpoint,
+    };
+  }
+  const initial = checkpoint ?? (isChildShard ? SentinelCheckpoint.TRIM_HORIZON : options.initialPosition);
+  switch (initial) {
+    case SentinelCheckpoint.TRIM_HORIZON:
+    case SentinelCheckpoint.LATEST:
+      return { resumeFrom: { type: initial }, startingPosition: initial };
+    case SentinelCheckpoint.AT_TIMESTAMP:
+      if (!options.initialPositionTimestamp) {
+        return { invalid: 'the lease table says AT_TIMESTAMP but no initialPositionTimestamp is configured' };
+      }
+      return {
+        resumeFrom: { type: 'AT_TIMESTAMP', timestamp: options.initialPositionTimestamp },
+        startingPosition: SentinelCheckpoint.AT_TIMESTAMP,
+      };
+    case SentinelCheckpoint.SHARD_END:
+      return { invalid: 'the shard is already at SHARD_END' };
+  }
+}
+
+/** Where a new processor instance resumes: from the durable checkpoint (what was not checkpointed is delivered again). */
+export function resumeFromCheckpoint(
+  cursor: ShardCursor,
+): Pick<ShardCursor, 'resumeFrom' | 'skipUntil' | 'lastProcessed'> {
+  if (typeof cursor.checkpoint === 'object') {
+    const { sequenceNumber, subSequenceNumber } = cursor.checkpoint;
+    return {
+      resumeFrom: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber },
+      skipUntil: { sequenceNumber, subSequenceNumber: subSequenceNumber ?? 0 },
+      lastProcessed: cursor.checkpoint,
+    };
+  }
+  return { resumeFrom: cursor.origin, skipUntil: undefined, lastProcessed: undefined };
+}
+
+/** The skip position still relevant for the read after `batch` (none once reading has passed it). */
+export function skipAfter(
+  skipUntil: ExtendedSequenceNumber | undefined,
+  batch: BatchSummary,
+): ExtendedSequenceNumber | undefined {
+  if (!skipUntil || batch.lastSequenceNumber === undefined) return skipUntil;
+  return compareSequenceNumbers(batch.lastSequenceNumber, skipUntil.sequenceNumber) >= 0 ? undefined : skipUntil;
+}
+
+const RECENT = 10;
+
+/** Moves the cursor past a processed batch. */
+export function advance(cursor: ShardCursor, batch: BatchSummary): void {
+  cursor.skipUntil = skipAfter(cursor.skipUntil, batch);
+  if (batch.lastSequenceNumber !== undefined) {
+    cursor.resumeFrom = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: batch.lastSequenceNumber };
+  }
+  if (batch.lastDelivered) cursor.lastProcessed = batch.lastDelivered;
+  cursor.iterator = batch.nextIterator;
+  cursor.millisBehindLatest = batch.millisBehindLatest;
+  const counters = cursor.counters;
+  counters.batches++;
+  if (batch.kinesisRecordCount === 0) counters.emptyBatches++;
+  counters.recordsProcessed += batch.recordCount;
+  counters.bytesProcessed += batch.bytes;
+  counters.deaggregationFailures += batch.deaggregationFailureCount;
+  counters.droppedOutOfRange += batch.droppedOutOfRange;
+  if (batch.deaggregationFailures.length > 0) {
+    cursor.recentDeaggregationFailures = [...cursor.recentDeaggregationFailures, ...batch.deaggregationFailures].slice(
+      -RECENT,
+    );
+  }
+}
+
+/** Keeps the last few dead-letter reports. */
+export function recordDeadLetter(cursor: ShardCursor, report: DeadLetterReport): void {
+  cursor.recentDeadLetters = [...cursor.recentDeadLetters, report].slice(-RECENT);
+}

@@ -1,0 +1,165 @@
+import {
+  CreateStreamCommand,
+  type KinesisClient,
+  PutRecordCommand,
+  waitUntilStreamExists,
+} from '@aws-sdk/client-kinesis';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { createAwsClients } from '../../src/aws/clients';
+import type { KinesisRecord, RecordProcessor, RecordProcessorFactory, ShutdownInput } from '../../src/record-processor';
+import { createKclWorker, type KclWorker, type KclWorkerOptions } from '../../src/worker';
+import { workflowBundle } from './bundle';
+import { installQuietRuntime } from './runtime';
+import { type TestStack, testStack, uniqueName } from './stack';
+
+/** Connections and clients to the test stack. */
+export interface KclTestContext {
+  stack: TestStack;
+  kinesis: KinesisClient;
+  dynamoDb: ReturnType<typeof createAwsClients>['dynamoDb'];
+  client: Client;
+  nativeConnection: NativeConnection;
+  close(): Promise<void>;
+}
+
+export async function kclTestContext(): Promise<KclTestContext> {
+  installQuietRuntime();
+  const stack = await testStack();
+  const { kinesis, dynamoDb } = createAwsClients(stack.aws);
+  const connection = await Connection.connect({ address: stack.temporalAddress });
+  const nativeConnection = await NativeConnection.connect({ address: stack.temporalAddress });
+  return {
+    stack,
+    kinesis,
+    dynamoDb,
+    client: new Client({ connection, namespace: stack.namespace }),
+    nativeConnection,
+    async close() {
+      kinesis.destroy();
+      dynamoDb.destroy();
+      await connection.close();
+      await nativeConnection.close();
+    },
+  };
+}
+
+/** A worker on the test stack with the given processors and a pre-built workflow bundle. */
+export async function testWorker(
+  context: KclTestContext,
+  options: Partial<KclWorkerOptions> & Pick<KclWorkerOptions, 'processors' | 'taskQueue'>,
+): Promise<KclWorker> {
+  return createKclWorker({
+    connection: context.nativeConnection,
+    namespace: context.stack.namespace,
+    aws: context.stack.aws,
+    workflowBundle: await workflowBundle(),
+    shutdownGraceTimeMs: 5_000,
+    ...options,
+  });
+}
+
+/** Creates a stream and waits until it is ACTIVE. */
+export async function createStream(kinesis: KinesisClient, shards: number, prefix = 'stream'): Promise<string> {
+  const StreamName = uniqueName(prefix);
+  await kinesis.send(new CreateStreamCommand({ StreamName, ShardCount: shards }));
+  await waitUntilStreamExists({ client: kinesis, maxWaitTime: 60, minDelay: 1 }, { StreamName });
+  return StreamName;
+}
+
+/** Puts records one by one (in order per partition key); returns their sequence numbers. */
+export async function putRecords(
+  kinesis: KinesisClient,
+  streamName: string,
+  records: { partitionKey: string; data: Uint8Array | string; explicitHashKey?: string }[],
+): Promise<{ shardId: string; sequenceNumber: string }[]> {
+  const results = [];
+  for (const record of records) {
+    const put = await kinesis.send(
+      new PutRecordCommand({
+        StreamName: streamName,
+        PartitionKey: record.partitionKey,
+        Data: typeof record.data === 'string' ? Buffer.from(record.data) : record.data,
+        ...(record.explicitHashKey ? { ExplicitHashKey: record.explicitHashKey } : {}),
+      }),
+    );
+    results.push({ shardId: put.ShardId ?? '', sequenceNumber: put.SequenceNumber ?? '' });
+  }
+  return results;
+}
+
+/** What a recording processor saw, across every instance it made. */
+export interface Recording {
+  events: { shardId: string; kind: 'initialize' | 'process' | 'shutdown'; detail?: unknown }[];
+  records: (KinesisRecord & { shardId: string; text: string })[];
+  shutdowns: (Omit<ShutdownInput, 'checkpointer'> & { shardId: string })[];
+  /** Resolves when `predicate` holds (checked after every event). */
+  until(predicate: (recording: Recording) => boolean, timeoutMs?: number): Promise<void>;
+}
+
+export interface RecordingOptions {
+  /** Checkpoint at the end of every batch. @default true */
+  checkpointEveryBatch?: boolean;
+  /** Checkpoint at shutdown (REQUESTED/TERMINATE). @default true */
+  checkpointAtShutdown?: boolean;
+  /** Called for each batch before it is recorded; may throw or checkpoint. */
+  onBatch?: (input: Parameters<RecordProcessor['processRecords']>[0], shardId: string) => Promise<void> | void;
+}
+
+/** A processor factory that records everything it sees. */
+export function recordingProcessor(options: RecordingOptions = {}): {
+  factory: RecordProcessorFactory;
+  recording: Recording;
+} {
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of waiters) waiter();
+  };
+  const recording: Recording = {
+    events: [],
+    records: [],
+    shutdowns: [],
+    until(predicate, timeoutMs = 60_000) {
+      if (predicate(recording)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(
+            new Error(
+              `condition not met within ${timeoutMs} ms; saw ${recording.records.length} records, ${recording.events.length} events`,
+            ),
+          );
+        }, timeoutMs);
+        const check = () => {
+          if (predicate(recording)) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve();
+          }
+        };
+        waiters.add(check);
+      });
+    },
+  };
+  const factory: RecordProcessorFactory = ({ shardId }) => ({
+    initialize(input) {
+      recording.events.push({ shardId, kind: 'initialize', detail: input.startingPosition });
+      notify();
+    },
+    async processRecords(input) {
+      await options.onBatch?.(input, shardId);
+      recording.events.push({ shardId, kind: 'process', detail: input.records.length });
+      for (const record of input.records)
+        recording.records.push({ ...record, shardId, text: Buffer.from(record.data).toString() });
+      if (options.checkpointEveryBatch ?? true) await input.checkpointer.checkpoint();
+      notify();
+    },
+    async shutdown(input) {
+      recording.events.push({ shardId, kind: 'shutdown', detail: input.reason });
+      recording.shutdowns.push({ shardId, reason: input.reason });
+      if (input.checkpointer && (options.checkpointAtShutdown ?? true)) await input.checkpointer.checkpoint();
+      notify();
+    },
+  });
+  return { factory, recording };
+}
