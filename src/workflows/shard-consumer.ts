@@ -11,6 +11,7 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
   log,
   setHandler,
   TimeoutFailure,
@@ -33,6 +34,7 @@ import { type ShardConsumerOptions, validateShardConsumerOptions } from '../opti
 import { type Checkpoint, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
 import { checkpointActivities, controlActivities, initializeActivities, pinnedActivities } from './shard-activities';
+import { shardEndedSignal } from './stream-consumer-signals';
 import {
   advance,
   emptyCounters,
@@ -63,6 +65,8 @@ export interface ShardConsumerInput {
   /** The shard's hash-key range. @default looked up with ListShards */
   hashKeyRange?: HashKeyRange;
   options?: ShardConsumerOptions;
+  /** Workflow id of the stream consumer to tell (signal) when this consumer ends. @default none */
+  streamWorkflowId?: string;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
 }
@@ -127,8 +131,17 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     run: cursor?.run ?? 1,
   }));
 
-  const result = (reason: ShardConsumerResult['reason'], childShards: ChildShard[] = []): ShardConsumerResult => {
+  /** Ends the consumer: tells the stream consumer (if any) and returns the result. */
+  async function result(reason: ShardConsumerResult['reason'], childShards: ChildShard[] = []): Promise<ShardConsumerResult> {
     setState(ConsumerState.ENDED);
+    if (input.streamWorkflowId) {
+      try {
+        await getExternalWorkflowHandle(input.streamWorkflowId).signal(shardEndedSignal, { shardId: ref.shardId, reason, childShards });
+      } catch (error) {
+        // The stream consumer may be gone (stopped, or never existed): its periodic shard listing catches up.
+        log.warn('could not tell the stream consumer that this shard ended', { error: String(error) });
+      }
+    }
     return {
       ...ref,
       reason,
@@ -136,7 +149,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       counters: cursor?.counters ?? emptyCounters(),
       childShards,
     };
-  };
+  }
 
   // ---- First run: wait for the parents, claim the lease, decide where to start. ----
   if (!cursor) {

@@ -1,0 +1,11 @@
+/**
+ * Signals a stream consumer receives from its shard consumers. In a module of their own so that both workflows import
+ * them without importing each other.
+ */
+import { defineSignal } from '@temporalio/workflow';
+import type { ShardConsumerResult } from '../consumer-types';
+
+/** A shard consumer ended; at shard end it names the children that may now start. */
+export type ShardEnded = Pick<ShardConsumerResult, 'shardId' | 'reason' | 'childShards'>;
+
+export const shardEndedSignal = defineSignal<[ShardEnded]>('shardEnded');
