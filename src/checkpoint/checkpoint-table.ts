@@ -12,6 +12,7 @@
  * written or removed: every write is an UpdateItem of named attributes, or a PutItem of a brand-new item.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { HashKeyRange } from '../consumer-types';
 import {
   type AttributeValue,
   BatchGetItemCommand,
@@ -51,10 +52,7 @@ const A = {
 type Item = Record<string, AttributeValue>;
 
 /** The range of hash keys a shard covers, as decimal strings. */
-export interface HashKeyRange {
-  startingHashKey: string;
-  endingHashKey: string;
-}
+export type { HashKeyRange };
 
 /** One item of the lease table: the state of one shard. */
 export interface Lease {

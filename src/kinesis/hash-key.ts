@@ -6,12 +6,9 @@
  * hash key may carry user records whose own keys fall into a sibling shard), as KCL does.
  */
 import { createHash } from 'node:crypto';
+import type { HashKeyRange } from '../consumer-types';
 
-/** A shard's hash key range as ListShards returns it: decimal strings, both ends inclusive. */
-export interface HashKeyRange {
-  startingHashKey: string;
-  endingHashKey: string;
-}
+export type { HashKeyRange };
 
 const MAX_HASH_KEY = (1n << 128n) - 1n;
 const DECIMAL = /^\d{1,39}$/;
