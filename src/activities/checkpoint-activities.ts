@@ -1,9 +1,9 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import { CheckpointTable } from '../checkpoint/checkpoint-table';
 import type { HashKeyRange, ParentStatus, ShardRef } from '../consumer-types';
 import { type Checkpoint, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
 import { kinesisFailure, leaseTableFailure } from './aws-failures';
+import { leaseTables } from './lease-tables';
 import { countRetry, shardMetrics } from './metrics';
 
 export interface CheckpointActivityDeps {
@@ -31,17 +31,7 @@ export interface CheckpointInput {
 
 /** Activities on the lease table (DynamoDB), compatible with Java KCL's. */
 export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActivityDeps) {
-  const tables = new Map<string, Promise<CheckpointTable>>();
-  const table = (tableName: string): Promise<CheckpointTable> => {
-    let ready = tables.get(tableName);
-    if (!ready) {
-      const created = new CheckpointTable({ dynamoDb, tableName });
-      ready = created.ensureTable().then(() => created);
-      tables.set(tableName, ready);
-      ready.catch(() => tables.delete(tableName));
-    }
-    return ready;
-  };
+  const table = leaseTables(dynamoDb);
 
   /** True while the shard is still in the stream (within retention). */
   const shardPresent = async (streamName: string, shardId: string): Promise<boolean> => {
