@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { Client } from '@temporalio/client';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { BatchCache, type BatchCacheOptions, createActivities, ProcessorHost } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
@@ -89,8 +90,9 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const { kinesis, dynamoDb } = clientsFrom(options.aws);
   const host = new ProcessorHost(options.processors);
   const cache = new BatchCache(options.cache);
-  const activities = createActivities({ kinesis, dynamoDb, host, cache, workerQueue });
   const namespace = options.namespace ?? 'default';
+  const client = new Client({ connection: options.connection, namespace });
+  const activities = createActivities({ kinesis, dynamoDb, host, cache, workerQueue, client });
   const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
 
   const shared = await Worker.create({

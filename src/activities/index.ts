@@ -1,9 +1,11 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import type { Client } from '@temporalio/client';
 import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
 import { createKinesisActivities } from './kinesis-activities';
 import { createProcessorActivities } from './processor-activities';
+import { createStreamActivities } from './stream-activities';
 import type { ProcessorHost } from './processor-host';
 
 /** What the activities need: AWS clients, and this worker's processor host, batch cache and own task queue. */
@@ -13,6 +15,8 @@ export interface ActivityDeps {
   host: ProcessorHost;
   cache: BatchCache;
   workerQueue: string;
+  /** Temporal client (the stream consumer checks on its shard consumers with it). */
+  client?: Client;
 }
 
 /** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
@@ -21,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createKinesisActivities(deps),
     ...createCheckpointActivities(deps),
     ...createProcessorActivities(deps),
+    ...createStreamActivities(deps),
   };
 }
 

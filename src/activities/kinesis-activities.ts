@@ -73,14 +73,27 @@ function toShardDescription(shard: NonNullable<ListShardsCommandOutput['Shards']
   };
 }
 
-/** Every shard of a stream still within its retention period (paginated ListShards). */
-export async function listAllShards(kinesis: KinesisClient, streamName: string): Promise<ShardDescription[]> {
+/**
+ * Every shard of a stream still within its retention period (paginated ListShards), or only those with ids after
+ * `afterShardId` (shard ids grow: the shards a reshard creates come after every existing one).
+ */
+export async function listAllShards(
+  kinesis: KinesisClient,
+  streamName: string,
+  afterShardId?: string,
+): Promise<ShardDescription[]> {
   const shards: ShardDescription[] = [];
   let nextToken: string | undefined;
   do {
     const page = await kinesis.send(
       new ListShardsCommand(
-        nextToken ? { NextToken: nextToken, MaxResults: 1000 } : { StreamName: streamName, MaxResults: 1000 },
+        nextToken
+          ? { NextToken: nextToken, MaxResults: 1000 }
+          : {
+              StreamName: streamName,
+              MaxResults: 1000,
+              ...(afterShardId ? { ExclusiveStartShardId: afterShardId } : {}),
+            },
       ),
     );
     for (const shard of page.Shards ?? []) shards.push(toShardDescription(shard));

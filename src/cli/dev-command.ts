@@ -1,16 +1,8 @@
 import { createServer } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parsePort, untilInterrupted } from './options';
 import { type DevStack, KINESIS_EMULATORS, startDevStack } from '../dev/dev-stack';
 import { getFreePort } from '../dev/net';
-
-/** Parses a TCP port flag. */
-export function parsePort(value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new InvalidArgumentError(`expected a port between 1 and 65535, got '${value}'`);
-  }
-  return port;
-}
 
 function isFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -44,19 +36,6 @@ export function describeStack(stack: DevStack): string {
     `    KINESIS_ENDPOINT=${stack.kinesisEndpoint} DYNAMODB_ENDPOINT=${stack.dynamoDbEndpoint} \\`,
     `    AWS_ACCESS_KEY_ID=${credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${credentials.secretAccessKey}`,
   ].join('\n');
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-export function untilInterrupted(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }
 
 interface DevFlags {

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { KclError } from '../errors';
+import { startCommand, statusCommand, stopCommand } from './consumer-commands';
+import { demoCommand } from './demo-command';
 import { devCommand } from './dev-command';
+import { workerCommand } from './worker-command';
 
 /** The `temporal-kcl` command line. */
 export function buildProgram(): Command {
@@ -9,14 +12,12 @@ export function buildProgram(): Command {
     .description('Kinesis consumers as durable Temporal workflows (KCL-compatible checkpoints in DynamoDB).')
     .showHelpAfterError('(run with --help for usage)')
     .enablePositionalOptions();
+  program.addCommand(demoCommand());
   program.addCommand(devCommand());
-  program.addCommand(
-    new Command('demo')
-      .description('The main job in one command (for now: the local stack; see `dev`).')
-      .action(async () => {
-        await devCommand().parseAsync([], { from: 'user' });
-      }),
-  );
+  program.addCommand(workerCommand());
+  program.addCommand(startCommand());
+  program.addCommand(stopCommand());
+  program.addCommand(statusCommand());
   return program;
 }
 

@@ -132,11 +132,18 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   }));
 
   /** Ends the consumer: tells the stream consumer (if any) and returns the result. */
-  async function result(reason: ShardConsumerResult['reason'], childShards: ChildShard[] = []): Promise<ShardConsumerResult> {
+  async function result(
+    reason: ShardConsumerResult['reason'],
+    childShards: ChildShard[] = [],
+  ): Promise<ShardConsumerResult> {
     setState(ConsumerState.ENDED);
     if (input.streamWorkflowId) {
       try {
-        await getExternalWorkflowHandle(input.streamWorkflowId).signal(shardEndedSignal, { shardId: ref.shardId, reason, childShards });
+        await getExternalWorkflowHandle(input.streamWorkflowId).signal(shardEndedSignal, {
+          shardId: ref.shardId,
+          reason,
+          childShards,
+        });
       } catch (error) {
         // The stream consumer may be gone (stopped, or never existed): its periodic shard listing catches up.
         log.warn('could not tell the stream consumer that this shard ended', { error: String(error) });

@@ -4,28 +4,16 @@
  *
  * Independent of any emulator: integration tests put `aggregate(...)`'s output with PutRecord themselves.
  */
-import { createHash } from 'node:crypto';
 import type { _Record } from '@aws-sdk/client-kinesis';
 
-/** A user record to aggregate. String data is encoded as UTF-8. */
-export interface UserRecordInit {
-  partitionKey: string;
-  data: Uint8Array | string;
-  explicitHashKey?: string;
-}
-
-/** A KPL aggregate, ready for PutRecord. */
-export interface Aggregate {
-  /** The partition key to put the aggregate with: the first user record's, as aws-kinesis-agg does. */
-  partitionKey: string;
-  /** Magic bytes, protobuf `AggregatedRecord`, MD5 of the protobuf. */
-  data: Buffer;
-  /**
-   * The explicit hash key to put the aggregate with: the FIRST user record's, if it had one, as aws-kinesis-agg does; an
-   * aggregate whose only explicit hash keys are on later records has none here.
-   */
-  explicitHashKey?: string;
-}
+export {
+  aggregate,
+  rawAggregate,
+  type Aggregate,
+  type AggregateMessage,
+  type UserRecordInit,
+} from '../../src/kinesis/aggregate';
+import { aggregate, type Aggregate, type UserRecordInit, withDigest } from '../../src/kinesis/aggregate';
 
 /** The part of aws-kinesis-agg's RecordAggregator used here (its own index.d.ts needs aws-sdk v2 types). */
 interface KplRecordAggregator {
@@ -35,22 +23,10 @@ interface KplRecordAggregator {
   build(): { partitionKey: string; data: Buffer; ExplicitHashKey?: string } | undefined;
 }
 
-/** aws-kinesis-agg's protobufjs message type for `AggregatedRecord` (lib/kpl.json). */
-interface KplAggregatedRecordType {
-  encode(message: {
-    partition_key_table: string[];
-    explicit_hash_key_table: string[];
-    records: { partition_key_index: number; explicit_hash_key_index?: number; data: Uint8Array; tags: [] }[];
-  }): { finish(): Uint8Array };
-}
-
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- its index.d.ts needs aws-sdk v2 and aws-lambda types
 const { RecordAggregator } = require('aws-kinesis-agg') as {
   RecordAggregator: new (onReady: (err: unknown, encoded?: unknown) => void) => KplRecordAggregator;
 };
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- same package, its protobuf message type
-const { AggregatedRecord } = require('aws-kinesis-agg/lib/common') as { AggregatedRecord: KplAggregatedRecordType };
-
 const KPL_MAGIC = Buffer.from('f3899ac2', 'hex');
 const DIGEST_BYTES = 16;
 
@@ -84,49 +60,6 @@ export function plainRecord(init: RecordInit): _Record {
   return record;
 }
 
-const MAX_RECORD_BYTES = 1024 * 1024;
-
-/**
- * Builds one KPL aggregate of the user records, in order, synchronously: the tables list each distinct partition key
- * and explicit hash key in the order first seen (as the KPL writes them), encoded with aws-kinesis-agg's own protobuf
- * message type. Byte for byte what aws-kinesis-agg's `RecordAggregator` builds, except that keys which look like
- * array indexes ('0', '42', ...) keep their user records (see {@link aggregateWithLibrary}).
- *
- * @throws RangeError if `userRecords` is empty, a partition key is empty, or the aggregate exceeds 1 MiB.
- */
-export function aggregate(userRecords: readonly UserRecordInit[]): Aggregate {
-  const first = userRecords[0];
-  if (first === undefined) throw new RangeError('aggregate: no user records');
-  const partitionKeys = new Map<string, number>();
-  const explicitHashKeys = new Map<string, number>();
-  const indexIn = (table: Map<string, number>, key: string) => {
-    let index = table.get(key);
-    if (index === undefined) table.set(key, (index = table.size));
-    return index;
-  };
-  const records = userRecords.map(({ partitionKey, data, explicitHashKey }) => {
-    if (partitionKey === '') throw new RangeError('aggregate: empty partition key');
-    return {
-      partitionKeyIndex: indexIn(partitionKeys, partitionKey),
-      ...(explicitHashKey === undefined ? {} : { explicitHashKeyIndex: indexIn(explicitHashKeys, explicitHashKey) }),
-      data,
-    };
-  });
-  const data = rawAggregate({
-    partitionKeyTable: [...partitionKeys.keys()],
-    explicitHashKeyTable: [...explicitHashKeys.keys()],
-    records,
-  });
-  if (data.length > MAX_RECORD_BYTES) {
-    throw new RangeError(`aggregate: ${data.length} bytes, more than a Kinesis record holds (${MAX_RECORD_BYTES})`);
-  }
-  return {
-    partitionKey: first.partitionKey,
-    data,
-    ...(first.explicitHashKey === undefined ? {} : { explicitHashKey: first.explicitHashKey }),
-  };
-}
-
 /**
  * Builds one aggregate with aws-kinesis-agg's `RecordAggregator` (`addUserRecord` for each, then `build()`), as a
  * producer using that library would. Beware its bug: it builds its key tables as plain objects and writes them out with
@@ -154,31 +87,6 @@ export function aggregateWithLibrary(userRecords: readonly UserRecordInit[]): Ag
     data: built.data,
     ...(built.ExplicitHashKey === undefined ? {} : { explicitHashKey: built.ExplicitHashKey }),
   };
-}
-
-/** The content of a KPL `AggregatedRecord` message, spelled out table by table. */
-export interface AggregateMessage {
-  partitionKeyTable: string[];
-  explicitHashKeyTable?: string[];
-  records: { partitionKeyIndex: number; explicitHashKeyIndex?: number; data: Uint8Array | string }[];
-}
-
-/**
- * Encodes an aggregate exactly as given, indexes included and unchecked (magic bytes, protobuf, correct MD5): for
- * aggregates the KPL would not write, such as an index outside its table or a record without data.
- */
-export function rawAggregate(message: AggregateMessage): Buffer {
-  const encoded = AggregatedRecord.encode({
-    partition_key_table: message.partitionKeyTable,
-    explicit_hash_key_table: message.explicitHashKeyTable ?? [],
-    records: message.records.map((record) => ({
-      partition_key_index: record.partitionKeyIndex,
-      ...(record.explicitHashKeyIndex === undefined ? {} : { explicit_hash_key_index: record.explicitHashKeyIndex }),
-      data: typeof record.data === 'string' ? Buffer.from(record.data, 'utf8') : record.data,
-      tags: [],
-    })),
-  }).finish();
-  return withDigest(encoded);
 }
 
 /** How {@link corruptAggregate} damages an aggregate. */
@@ -211,10 +119,6 @@ export function corruptAggregate(kind: CorruptionKind): Buffer {
       // whatever its wire type, so much random garbage "decodes" into an aggregate of nothing.)
       return withDigest(Buffer.from('07deadbeef0badf00d', 'hex'));
   }
-}
-
-function withDigest(message: Uint8Array): Buffer {
-  return Buffer.concat([KPL_MAGIC, message, createHash('md5').update(message).digest()]);
 }
 
 /** A realistic first sequence number of a shard (56 digits, as Kinesis issues them). */

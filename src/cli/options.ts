@@ -1,0 +1,56 @@
+import { InvalidArgumentError } from 'commander';
+
+/** Parses a TCP port flag. */
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`expected a port between 1 and 65535, got '${value}'`);
+  }
+  return port;
+}
+
+/** Parses a whole-number flag within bounds. */
+export function parseInteger(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const number = Number(value);
+    if (!/^-?\d+$/.test(value) || number < min || number > max) {
+      throw new InvalidArgumentError(`expected a whole number between ${min} and ${max}, got '${value}'`);
+    }
+    return number;
+  };
+}
+
+/** Parses an ISO-8601 date-time flag (with a time zone), returning it normalized. */
+export function parseTimestamp(value: string): string {
+  const date = new Date(value);
+  if (
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value) ||
+    Number.isNaN(date.getTime())
+  ) {
+    throw new InvalidArgumentError(
+      `expected an ISO-8601 date-time with a time zone such as 2026-01-31T12:00:00Z, got '${value}'`,
+    );
+  }
+  return date.toISOString();
+}
+
+/** Parses a duration flag such as 500ms, 30s, 5m or 1h into milliseconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value);
+  if (!match?.[1]) throw new InvalidArgumentError(`expected a duration such as 500ms, 30s, 5m or 1h, got '${value}'`);
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Number(match[1]) * unit;
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilInterrupted(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

@@ -1,0 +1,85 @@
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { Command, Option } from 'commander';
+import type { RecordProcessorFactory } from '../record-processor';
+import { createKclWorker } from '../worker';
+import { parsePort, untilInterrupted } from './options';
+import { loadProcessorFactory, parseProcessorSpecs } from './processor-module';
+import {
+  addAwsOptions,
+  addTemporalOptions,
+  type AwsFlags,
+  connectWorker,
+  resolveSettings,
+  type TemporalFlags,
+} from './settings';
+
+interface WorkerFlags extends TemporalFlags, AwsFlags {
+  processor: string[];
+  metricsPort?: number;
+  logLevel: string;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function workerCommand(): Command {
+  const command = new Command('worker')
+    .description(
+      'Run a worker: shard consumers and their activities, with the record processors of the given modules. ' +
+        'Several workers on one task queue share the shards; SIGINT/SIGTERM stop it gracefully (its shards move to the others).',
+    )
+    .requiredOption(
+      '--processor <module>',
+      'processor module (JS or TS, ES module or CommonJS) default-exporting a processor factory; `name=path` registers it under a name (default name: default); repeatable',
+      collect,
+    )
+    .addOption(
+      new Option('--metrics-port <port>', 'serve Prometheus metrics on this port (/metrics)')
+        .env('TEMPORAL_KCL_METRICS_PORT')
+        .argParser(parsePort),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'Temporal SDK log level')
+        .choices(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'])
+        .default('INFO'),
+    );
+  addTemporalOptions(command);
+  addAwsOptions(command);
+  return command.action(async (flags: WorkerFlags) => {
+    const settings = resolveSettings(flags);
+    const specs = parseProcessorSpecs(flags.processor);
+    const processors: Record<string, RecordProcessorFactory> = {};
+    for (const spec of specs) processors[spec.name] = await loadProcessorFactory(spec.path);
+
+    Runtime.install({
+      logger: new DefaultLogger(flags.logLevel as 'INFO'),
+      ...(flags.metricsPort
+        ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `0.0.0.0:${flags.metricsPort}` } } } }
+        : {}),
+    });
+    const connection = await connectWorker(settings);
+    const worker = await createKclWorker({
+      processors,
+      connection,
+      namespace: settings.namespace,
+      taskQueue: settings.taskQueue,
+      aws: settings.aws,
+    });
+    const running = worker.run();
+    console.error(
+      `temporal-kcl worker ${worker.identity} ready: task queue ${settings.taskQueue} on ${settings.address} (namespace ${settings.namespace}), ` +
+        `processors [${Object.keys(processors).join(', ')}]${flags.metricsPort ? `, metrics on :${flags.metricsPort}/metrics` : ''}`,
+    );
+    const stopped = running.then(() => 'stopped' as const);
+    const outcome = await Promise.race([untilInterrupted(), stopped]);
+    if (outcome !== 'stopped') {
+      console.error(`${outcome}: shutting down gracefully (shards move to other workers); again to force`);
+      const force = () => process.exit(130);
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      await worker.shutdown();
+    }
+    await running;
+    await connection.close();
+    console.error('worker stopped');
+  });
+}

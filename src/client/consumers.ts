@@ -1,0 +1,184 @@
+/**
+ * Starting, stopping and inspecting consumers with the Temporal client you already have. The CLI uses these, so ids,
+ * search attributes and options are built the same way everywhere.
+ */
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
+import type { ShardProgress } from '../consumer-types';
+import { InvalidConfigError, KclError } from '../errors';
+import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
+import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
+import { KCL_APPLICATION, KCL_STATE, KCL_STREAM } from '../search-attributes';
+import { progressQuery } from '../workflows/shard-consumer';
+import {
+  type StreamConsumerInput,
+  streamConsumerWorkflow,
+  type StreamProgress,
+  streamProgressQuery,
+  stopSignal,
+} from '../workflows/stream-consumer';
+
+/** What identifies a stream consumer. */
+export interface StreamConsumerRef {
+  applicationName: string;
+  streamName: string;
+}
+
+export interface StartStreamConsumerOptions extends StreamConsumerRef {
+  /** Name of the record processor factory registered on the workers. @default 'default' */
+  processor?: string;
+  /** @default 'temporal-kcl' */
+  taskQueue?: string;
+  /** Lease table. @default the application name */
+  tableName?: string;
+  /** Options of every shard consumer (initial position, maxRecords, ...). */
+  shardOptions?: ShardConsumerOptions;
+  /** @default 10000 */
+  shardSyncIntervalMs?: number;
+  /**
+   * Tag the workflows with the KclApplication/KclStream/KclShard/KclState search attributes, so the Temporal UI can list
+   * and filter them. They must be registered on the namespace (the dev stack does; see the README for production).
+   * @default true
+   */
+  searchAttributes?: boolean;
+}
+
+/** A consumer with this application and stream is already running. */
+export class ConsumerAlreadyRunningError extends KclError {
+  override readonly name = 'ConsumerAlreadyRunning';
+  constructor(readonly workflowId: string) {
+    super(`a consumer is already running as workflow ${workflowId}; stop it first (temporal-kcl stop)`);
+  }
+}
+
+/** No consumer with this application and stream exists. */
+export class ConsumerNotFoundError extends KclError {
+  override readonly name = 'ConsumerNotFound';
+  constructor(readonly workflowId: string) {
+    super(`no consumer found: workflow ${workflowId} does not exist (start one with temporal-kcl start)`);
+  }
+}
+
+function requireName(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.trim().length === 0)
+    throw new InvalidConfigError(`${what} must be a non-empty string`);
+  return value;
+}
+
+/** Builds the stream consumer's input after validating it (the same checks the workflow makes). */
+export function streamConsumerInput(options: StartStreamConsumerOptions): StreamConsumerInput {
+  const applicationName = requireName(options.applicationName, 'application name');
+  const streamName = requireName(options.streamName, 'stream name');
+  if (!/^[a-zA-Z0-9_.-]{1,128}$/.test(streamName)) {
+    throw new InvalidConfigError(
+      `stream name '${streamName}' is not a valid Kinesis stream name (1-128 of a-z A-Z 0-9 _ . -)`,
+    );
+  }
+  const validation = validateShardConsumerOptions(options.shardOptions);
+  if (!validation.ok)
+    throw new InvalidConfigError(`invalid shard options: ${validation.issues.join('; ')}`, validation.issues);
+  return {
+    applicationName,
+    streamName,
+    processor: requireName(options.processor ?? 'default', 'processor name'),
+    tableName: options.tableName ?? defaultTableName(applicationName),
+    ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
+    ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
+  };
+}
+
+/** Starts the consumer of a whole stream. A second one for the same application and stream is rejected. */
+export async function startStreamConsumer(
+  client: Client,
+  options: StartStreamConsumerOptions,
+): Promise<WorkflowHandle<typeof streamConsumerWorkflow>> {
+  const input = streamConsumerInput(options);
+  const workflowId = streamConsumerWorkflowId(input.applicationName, input.streamName);
+  try {
+    return await client.workflow.start(streamConsumerWorkflow, {
+      args: [input],
+      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+      workflowId,
+      workflowIdConflictPolicy: 'FAIL',
+      staticSummary: `Kinesis stream ${input.streamName} (application ${input.applicationName})`,
+      staticDetails: [
+        '**Stream consumer** of temporal-kcl',
+        `- application: \`${input.applicationName}\``,
+        `- stream: \`${input.streamName}\``,
+        `- lease table: \`${input.tableName}\``,
+        `- processor: \`${input.processor}\``,
+      ].join('\n'),
+      ...((options.searchAttributes ?? true)
+        ? {
+            typedSearchAttributes: [
+              { key: KCL_APPLICATION, value: input.applicationName },
+              { key: KCL_STREAM, value: input.streamName },
+              { key: KCL_STATE, value: 'RUNNING' },
+            ],
+          }
+        : {}),
+    });
+  } catch (error) {
+    if ((error as { name?: string }).name === 'WorkflowExecutionAlreadyStartedError')
+      throw new ConsumerAlreadyRunningError(workflowId);
+    throw error;
+  }
+}
+
+async function withConsumer<T>(
+  client: Client,
+  ref: StreamConsumerRef,
+  fn: (handle: WorkflowHandle<typeof streamConsumerWorkflow>) => Promise<T>,
+): Promise<T> {
+  const workflowId = streamConsumerWorkflowId(ref.applicationName, ref.streamName);
+  try {
+    return await fn(client.workflow.getHandle<typeof streamConsumerWorkflow>(workflowId));
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new ConsumerNotFoundError(workflowId);
+    throw error;
+  }
+}
+
+/**
+ * Asks the stream consumer to stop: every shard consumer gets `shutdown(REQUESTED)`. With `wait`, resolves once all have
+ * stopped and the stream consumer has completed.
+ */
+export async function stopStreamConsumer(client: Client, ref: StreamConsumerRef & { wait?: boolean }) {
+  return withConsumer(client, ref, async (handle) => {
+    await handle.signal(stopSignal);
+    return ref.wait ? await handle.result() : undefined;
+  });
+}
+
+export interface StreamStatus {
+  stream: StreamProgress;
+  /** One entry per shard the consumer started, with the shard consumer's own progress when it could be queried. */
+  shards: (StreamProgress['shards'][number] & { progress?: ShardProgress; error?: string })[];
+}
+
+/** The stream consumer's shards and each shard consumer's progress (position, counts, lag). */
+export async function getStreamProgress(
+  client: Client,
+  ref: StreamConsumerRef,
+  concurrency = 16,
+): Promise<StreamStatus> {
+  const stream = await withConsumer(client, ref, (handle) => handle.query(streamProgressQuery));
+  const shards: StreamStatus['shards'] = stream.shards.map((shard) => ({ ...shard }));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, shards.length) }, async () => {
+      while (next < shards.length) {
+        const shard = shards[next++];
+        if (!shard) continue;
+        try {
+          shard.progress = await client.workflow
+            .getHandle(shardConsumerWorkflowId(ref.applicationName, ref.streamName, shard.shardId))
+            .query(progressQuery);
+        } catch (error) {
+          shard.error = error instanceof Error ? error.message : String(error);
+        }
+      }
+    }),
+  );
+  return { stream, shards };
+}
