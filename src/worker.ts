@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { BatchCache, type BatchCacheOptions, createActivities, ProcessorHost } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
@@ -46,6 +47,8 @@ export interface KclWorkerOptions {
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
+  /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
+  dataConverter?: DataConverter;
   /** Pre-bundled workflow code (tests). @default bundles src/workflows at start-up */
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** Extra Temporal worker options for the shared worker (tuning). */
@@ -91,7 +94,8 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const host = new ProcessorHost(options.processors);
   const cache = new BatchCache(options.cache);
   const namespace = options.namespace ?? 'default';
-  const client = new Client({ connection: options.connection, namespace });
+  const dataConverter = options.dataConverter ? { dataConverter: options.dataConverter } : {};
+  const client = new Client({ connection: options.connection, namespace, ...dataConverter });
   const activities = createActivities({ kinesis, dynamoDb, host, cache, workerQueue, client });
   const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
 
@@ -106,6 +110,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
       : { workflowsPath: require.resolve('./workflows') }),
     stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 2_000,
     shutdownGraceTime,
+    ...dataConverter,
     ...options.workerOptions,
   });
   const pinned = await Worker.create({
@@ -115,6 +120,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     identity,
     activities,
     shutdownGraceTime,
+    ...dataConverter,
     // Each pinned shard has at most a read and a process in flight; slots must not be what delays them.
     maxConcurrentActivityTaskExecutions: 2_000,
   });

@@ -45,6 +45,7 @@ interface DevFlags {
   dynamodbPort?: number;
   dbFile?: string;
   headless?: boolean;
+  uiCodecEndpoint?: string;
   kinesisEmulator: (typeof KINESIS_EMULATORS)[number];
 }
 
@@ -59,6 +60,7 @@ export function devCommand(): Command {
     .option('--dynamodb-port <port>', 'DynamoDB emulator port (default 4568, or a free one)', parsePort)
     .option('--db-file <path>', 'SQLite file that keeps Temporal state across restarts (default: in memory)')
     .option('--headless', 'run Temporal without its Web UI')
+    .option('--ui-codec-endpoint <url>', 'codec server the Web UI uses to decode payloads (see codec-server)')
     .addOption(
       new Option('--kinesis-emulator <name>', 'Kinesis emulator').choices(KINESIS_EMULATORS).default('kinesis-local'),
     )
@@ -70,6 +72,7 @@ export function devCommand(): Command {
             ? { headless: true }
             : { uiPort: await preferredPort('temporal UI', flags.uiPort ?? 8233, flags.uiPort !== undefined) }),
           ...(flags.dbFile ? { dbFilename: flags.dbFile } : {}),
+          ...(flags.uiCodecEndpoint ? { uiCodecEndpoint: flags.uiCodecEndpoint } : {}),
         },
         kinesis: {
           emulator: flags.kinesisEmulator,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { KclError } from '../errors';
+import { codecServerCommand } from './codec-command';
 import { startCommand, statusCommand, stopCommand } from './consumer-commands';
 import { demoCommand } from './demo-command';
 import { devCommand } from './dev-command';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   program.addCommand(startCommand());
   program.addCommand(stopCommand());
   program.addCommand(statusCommand());
+  program.addCommand(codecServerCommand());
   return program;
 }
 

@@ -1,7 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
 import { type Command, Option } from 'commander';
 import type { AwsConfig } from '../aws/clients';
+import { KclPayloadCodec, parseCodecKey } from '../codec/payload-codec';
 import { readEnvironment } from '../config/environment';
 import { KclError } from '../errors';
 
@@ -53,12 +55,16 @@ export function resolveSettings(flags: TemporalFlags & AwsFlags) {
     ...(env.KINESIS_ENDPOINT ? { kinesisEndpoint: env.KINESIS_ENDPOINT } : {}),
     ...(env.DYNAMODB_ENDPOINT ? { dynamoDbEndpoint: env.DYNAMODB_ENDPOINT } : {}),
   };
+  const dataConverter: DataConverter | undefined = env.TEMPORAL_KCL_CODEC_KEY
+    ? { payloadCodecs: [new KclPayloadCodec({ encryptionKey: parseCodecKey(env.TEMPORAL_KCL_CODEC_KEY) })] }
+    : undefined;
   return {
     address: env.TEMPORAL_ADDRESS,
     namespace: env.TEMPORAL_NAMESPACE,
     taskQueue: env.TEMPORAL_KCL_TASK_QUEUE,
     metricsPort: env.TEMPORAL_KCL_METRICS_PORT,
     aws,
+    ...(dataConverter ? { dataConverter } : {}),
   };
 }
 

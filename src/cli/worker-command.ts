@@ -63,6 +63,7 @@ export function workerCommand(): Command {
       namespace: settings.namespace,
       taskQueue: settings.taskQueue,
       aws: settings.aws,
+      ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
     });
     const running = worker.run();
     console.error(

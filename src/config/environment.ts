@@ -13,6 +13,10 @@ export const ENVIRONMENT_VARIABLES = {
   KINESIS_ENDPOINT: { description: 'Kinesis endpoint override (an emulator or LocalStack)', default: undefined },
   DYNAMODB_ENDPOINT: { description: 'DynamoDB endpoint override (an emulator or LocalStack)', default: undefined },
   TEMPORAL_KCL_METRICS_PORT: { description: 'Port of the worker Prometheus endpoint (/metrics)', default: undefined },
+  TEMPORAL_KCL_CODEC_KEY: {
+    description: 'AES-256 key (base64 or hex) that turns on the payload codec (gzip + AES-GCM) for workflow payloads',
+    default: undefined,
+  },
 } as const;
 
 export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
@@ -38,6 +42,12 @@ const schema = z.object({
   KINESIS_ENDPOINT: endpoint.optional(),
   DYNAMODB_ENDPOINT: endpoint.optional(),
   TEMPORAL_KCL_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  TEMPORAL_KCL_CODEC_KEY: z
+    .string()
+    .refine((value) => /^[0-9a-fA-F]{64}$/.test(value.trim()) || Buffer.from(value.trim(), 'base64').length === 32, {
+      message: 'expected a 32-byte AES-256 key, base64 or hex (e.g. `openssl rand -base64 32`)',
+    })
+    .optional(),
 });
 
 export type Environment = z.infer<typeof schema>;

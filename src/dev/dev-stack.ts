@@ -29,6 +29,8 @@ export interface DevStackOptions {
     namespace?: string;
     /** Server log level. @default 'warn' */
     logLevel?: string;
+    /** Codec server the Web UI calls to decode payloads (see `temporal-kcl codec-server`). @default none */
+    uiCodecEndpoint?: string;
     /** Extra `--dynamic-config-value KEY=JSON` settings. @default none */
     dynamicConfig?: Record<string, unknown>;
   };
@@ -148,6 +150,7 @@ async function startTemporal(
   ];
   if (uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
+  if (options.uiCodecEndpoint) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
   if (options.dbFilename) {
     mkdirSync(dirname(options.dbFilename), { recursive: true });
     args.push('--db-filename', options.dbFilename);
