@@ -103,6 +103,8 @@ export async function startStreamConsumer(
       staticSummary: `Kinesis stream ${input.streamName} (application ${input.applicationName})`,
       staticDetails: [
         '**Stream consumer** of temporal-kcl',
+        // A blank line before the list, or the UI's markdown runs the items into one line.
+        '',
         `- application: \`${input.applicationName}\``,
         `- stream: \`${input.streamName}\``,
         `- lease table: \`${input.tableName}\``,

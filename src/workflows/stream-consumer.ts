@@ -172,6 +172,8 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
         staticSummary: `Kinesis shard ${shard.shardId} of stream ${streamName} (application ${applicationName})`,
         staticDetails: [
           `**Shard consumer** of temporal-kcl`,
+          // A blank line before the list, or the UI's markdown runs the items into one line.
+          '',
           `- application: \`${applicationName}\``,
           `- stream: \`${streamName}\``,
           `- shard: \`${shard.shardId}\``,
