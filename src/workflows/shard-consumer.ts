@@ -75,11 +75,18 @@ function invalidInput(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FailureType.InvalidConfig, message, nonRetryable: true });
 }
 
+/** The failure behind an activity's error: an ActivityFailure's cause, or the error itself for a local activity. */
+function activityCause(error: unknown): unknown {
+  // The SDK wraps a failed activity in an ActivityFailure, but hands a failed LOCAL activity (the checkpoint) to the
+  // workflow as its own failure, unwrapped.
+  return error instanceof ActivityFailure ? error.cause : error;
+}
+
 /** The failure type behind an activity failure, or 'Timeout' when the worker never answered. */
 function failureKind(error: unknown): string | undefined {
-  if (!(error instanceof ActivityFailure)) return undefined;
-  if (error.cause instanceof ApplicationFailure) return error.cause.type ?? undefined;
-  if (error.cause instanceof TimeoutFailure) return 'Timeout';
+  const cause = activityCause(error);
+  if (cause instanceof ApplicationFailure) return cause.type ?? undefined;
+  if (cause instanceof TimeoutFailure) return 'Timeout';
   return undefined;
 }
 
@@ -276,7 +283,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       return true;
     } catch (error) {
       if (failureKind(error) === FailureType.CheckpointConflict) {
-        log.warn('lease lost', { shardId: ref.shardId, error: String((error as ActivityFailure).cause?.message) });
+        log.warn('lease lost', { shardId: ref.shardId, error: String((activityCause(error) as Error).message) });
         return false;
       }
       throw error;
