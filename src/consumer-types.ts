@@ -161,3 +161,12 @@ export interface ShardConsumerResult extends ShardRef {
   counters: ConsumerCounters;
   childShards: ChildShard[];
 }
+
+/** Where records go that processing gave up on (`onProcessingFailure: 'DEAD_LETTER'`). */
+export type DeadLetterDestination =
+  /** A handler registered on the workers by name: `createKclWorker({ deadLetterHandlers: { [name]: handler } })`. */
+  | { type: 'CALLBACK'; name: string }
+  /** A DynamoDB table (hash key `id`), created on demand; one item per record. */
+  | { type: 'DYNAMODB'; tableName: string }
+  /** A Kinesis stream; one JSON envelope per record (metadata, error, data in base64). */
+  | { type: 'KINESIS'; streamName: string };

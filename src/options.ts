@@ -4,6 +4,7 @@
  * Pure module: the workflow validates its input with the same schema the client helpers and the CLI use at the edge.
  */
 import { z } from 'zod';
+import type { DeadLetterDestination } from './consumer-types';
 
 /** Where a shard without a checkpoint starts (child shards of a reshard always start at TRIM_HORIZON). */
 export const InitialPosition = {
@@ -73,6 +74,36 @@ export const shardConsumerOptionsSchema = z
       .enum(['HALT', 'DEAD_LETTER'], { error: 'onProcessingFailure must be HALT or DEAD_LETTER' })
       .default('HALT'),
     deadLetterGranularity: z.enum(['RECORD', 'BATCH']).default('RECORD'),
+    deadLetter: z
+      .discriminatedUnion(
+        'type',
+        [
+          z
+            .object({ type: z.literal('CALLBACK'), name: z.string().min(1, 'deadLetter.name must not be empty') })
+            .strict(),
+          z
+            .object({
+              type: z.literal('DYNAMODB'),
+              tableName: z
+                .string()
+                .regex(/^[a-zA-Z0-9_.-]{3,255}$/, 'deadLetter.tableName must be a valid DynamoDB table name'),
+            })
+            .strict(),
+          z
+            .object({
+              type: z.literal('KINESIS'),
+              streamName: z
+                .string()
+                .regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'deadLetter.streamName must be a valid Kinesis stream name'),
+            })
+            .strict(),
+        ],
+        {
+          error:
+            'deadLetter must be { type: CALLBACK, name } or { type: DYNAMODB, tableName } or { type: KINESIS, streamName }',
+        },
+      )
+      .optional(),
   })
   .strict()
   .superRefine((options, ctx) => {
@@ -81,6 +112,20 @@ export const shardConsumerOptionsSchema = z
         code: 'custom',
         path: ['initialPositionTimestamp'],
         message: 'initialPosition AT_TIMESTAMP needs initialPositionTimestamp (an ISO-8601 date-time)',
+      });
+    }
+    if (options.onProcessingFailure === 'DEAD_LETTER' && !options.deadLetter) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['deadLetter'],
+        message: 'onProcessingFailure DEAD_LETTER needs a deadLetter destination (CALLBACK, DYNAMODB or KINESIS)',
+      });
+    }
+    if (options.onProcessingFailure === 'DEAD_LETTER' && options.processingRetry.maximumAttempts === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['processingRetry', 'maximumAttempts'],
+        message: 'onProcessingFailure DEAD_LETTER needs processingRetry.maximumAttempts > 0 (0 retries forever)',
       });
     }
     if (options.processingRetry.maximumIntervalMs < options.processingRetry.initialIntervalMs) {
@@ -171,6 +216,8 @@ export interface ShardConsumerOptions {
    * @default 'RECORD'
    */
   deadLetterGranularity?: 'RECORD' | 'BATCH';
+  /** Where DEAD_LETTER sends records. Required with `onProcessingFailure: 'DEAD_LETTER'`. */
+  deadLetter?: DeadLetterDestination;
 }
 
 /** Options with every default applied. */

@@ -10,7 +10,13 @@ import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { BatchCache, type BatchCacheOptions, createActivities, ProcessorHost } from './activities';
+import {
+  BatchCache,
+  type BatchCacheOptions,
+  createActivities,
+  type DeadLetterHandler,
+  ProcessorHost,
+} from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
 import { InvalidConfigError } from './errors';
 import { DEFAULT_TASK_QUEUE, workerTaskQueue } from './ids';
@@ -47,6 +53,8 @@ export interface KclWorkerOptions {
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
+  /** Handlers for `deadLetter: { type: 'CALLBACK', name }`, by name. @default none */
+  deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
   dataConverter?: DataConverter;
   /** Pre-bundled workflow code (tests). @default bundles src/workflows at start-up */
@@ -96,7 +104,15 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const namespace = options.namespace ?? 'default';
   const dataConverter = options.dataConverter ? { dataConverter: options.dataConverter } : {};
   const client = new Client({ connection: options.connection, namespace, ...dataConverter });
-  const activities = createActivities({ kinesis, dynamoDb, host, cache, workerQueue, client });
+  const activities = createActivities({
+    kinesis,
+    dynamoDb,
+    host,
+    cache,
+    workerQueue,
+    client,
+    ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
+  });
   const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
 
   const shared = await Worker.create({

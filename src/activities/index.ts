@@ -3,6 +3,8 @@ import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { Client } from '@temporalio/client';
 import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
+import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
+import { createDeadLetterActivities } from './dead-letter-activities';
 import { createKinesisActivities } from './kinesis-activities';
 import { createProcessorActivities } from './processor-activities';
 import { createStreamActivities } from './stream-activities';
@@ -17,6 +19,8 @@ export interface ActivityDeps {
   workerQueue: string;
   /** Temporal client (the stream consumer checks on its shard consumers with it). */
   client?: Client;
+  /** Dead-letter handlers by name, for `deadLetter: { type: 'CALLBACK', name }`. */
+  deadLetterHandlers?: Readonly<Record<string, DeadLetterHandler>>;
 }
 
 /** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
@@ -26,6 +30,10 @@ export function createActivities(deps: ActivityDeps) {
     ...createCheckpointActivities(deps),
     ...createProcessorActivities(deps),
     ...createStreamActivities(deps),
+    ...createDeadLetterActivities({
+      ...deps,
+      writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),
+    }),
   };
 }
 
@@ -36,3 +44,4 @@ export { ProcessorHost } from './processor-host';
 export type { GetRecordsInput } from './kinesis-activities';
 export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';
 export type { ProcessRecordsInput, ShutdownProcessorInput } from './processor-activities';
+export type { DeadLetterEntry, DeadLetterHandler } from './dead-letter';

@@ -12,7 +12,7 @@ interface HostedProcessor {
   /** Calls on one instance run one at a time, in order. */
   tail: Promise<unknown>;
   /** Outcome of the batches this instance completed recently, so a retried attempt does not deliver a batch twice. */
-  completed: Map<string, ProcessOutcome>;
+  completed: Map<string, unknown>;
   lastUsed: number;
 }
 
@@ -120,17 +120,16 @@ export class ProcessorHost {
    * Runs `fn` with the shard's processor, after any call already running on it. A batch already completed under the
    * same handle returns its recorded outcome instead of being delivered again.
    */
-  async process(
+  async process<T = ProcessOutcome>(
     ref: ShardRef,
     pin: string,
     handle: string,
-    fn: (processor: RecordProcessor) => Promise<ProcessOutcome>,
-  ): Promise<ProcessOutcome> {
+    fn: (processor: RecordProcessor) => Promise<T>,
+  ): Promise<T> {
     this.refuseIfDraining(ref);
     const hosted = this.lookup(ref, pin);
     return this.serialize(hosted, async () => {
-      const done = hosted.completed.get(handle);
-      if (done) return done;
+      if (hosted.completed.has(handle)) return hosted.completed.get(handle) as T;
       const outcome = await fn(await hosted.ready);
       hosted.completed.set(handle, outcome);
       if (hosted.completed.size > RECENT_OUTCOMES) {

@@ -80,18 +80,31 @@ export function initializeActivities(options: ResolvedShardConsumerOptions) {
  * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
  * polls its queue) or a heartbeat timeout (it died mid-call); the workflow then pins the shard elsewhere.
  */
-export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQueue: string) {
+export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQueue: string, shardId: string) {
   const common = {
     taskQueue: workerQueue,
     scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
     heartbeatTimeout: options.heartbeatTimeoutMs,
   };
   return {
-    read: proxyActivities<Activities>({ ...common, startToCloseTimeout: '60s', retry: READ_RETRY }),
+    read: proxyActivities<Activities>({
+      ...common,
+      startToCloseTimeout: '60s',
+      retry: READ_RETRY,
+      summary: `read ${shardId}`,
+    }),
     process: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: options.processTimeoutMs,
       retry: processingRetry(options),
+      summary: `process ${shardId}`,
+    }),
+    /** Dead-lettering must not give up: the records would be lost. It backs off like the control plane, forever. */
+    deadLetter: proxyActivities<Activities>({
+      ...common,
+      startToCloseTimeout: options.processTimeoutMs,
+      retry: CONTROL_RETRY,
+      summary: `dead-letter ${shardId}`,
     }),
   };
 }

@@ -13,6 +13,7 @@ import {
   defineSignal,
   getExternalWorkflowHandle,
   log,
+  setCurrentDetails,
   setHandler,
   TimeoutFailure,
   upsertSearchAttributes,
@@ -22,6 +23,7 @@ import type {
   BatchSummary,
   ChildShard,
   ConsumerState as ConsumerStateType,
+  DeadLetterDestination,
   HashKeyRange,
   ShardConsumerResult,
   ShardProgress,
@@ -31,13 +33,14 @@ import { ConsumerState } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { defaultTableName, leaseOwner } from '../ids';
 import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
-import { type Checkpoint, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
+import { type Checkpoint, type ExtendedSequenceNumber, formatPosition, SentinelCheckpoint } from '../positions';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
 import { checkpointActivities, controlActivities, initializeActivities, pinnedActivities } from './shard-activities';
 import { shardEndedSignal } from './stream-consumer-signals';
 import {
   advance,
   emptyCounters,
+  recordDeadLetter,
   type Pin,
   resumeFromCheckpoint,
   type ShardCursor,
@@ -51,6 +54,8 @@ export type { ShardCursor } from './shard-cursor';
 export const stopSignal = defineSignal('stop');
 /** The consumer's position, counters and state. */
 export const progressQuery = defineQuery<ShardProgress>('progress');
+/** A HALTED consumer (processing kept failing with `onProcessingFailure: 'HALT'`) tries the batch again. */
+export const retrySignal = defineSignal('retry');
 
 export interface ShardConsumerInput {
   applicationName: string;
@@ -113,17 +118,44 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
 
   let state: ConsumerStateType = ConsumerState.WAITING_ON_PARENT;
   let stopRequested = false;
+  let retryRequested = false;
+  let haltedReason: string | undefined;
   let cursor: ShardCursor | undefined = input.cursor;
   let parentShardIds = input.parentShardIds ?? cursor?.parentShardIds ?? [];
 
+  /** The "current details" the Temporal UI shows: state and position, refreshed as the consumer moves (no history cost). */
+  const showDetails = () => {
+    const counters = cursor?.counters;
+    setCurrentDetails(
+      [
+        `**${state}** — shard \`${ref.shardId}\` of stream \`${ref.streamName}\` (application \`${ref.applicationName}\`)`,
+        '',
+        `- checkpoint: \`${formatPosition(cursor?.checkpoint)}\`; last processed: \`${formatPosition(cursor?.lastProcessed)}\``,
+        `- ${counters?.recordsProcessed ?? 0} records, ${counters?.batches ?? 0} batches, ${cursor?.millisBehindLatest ?? '-'} ms behind latest`,
+        ...(counters && (counters.deaggregationFailures > 0 || counters.deadLetteredRecords > 0)
+          ? [
+              `- ${counters.deaggregationFailures} corrupt aggregates skipped, ${counters.deadLetteredRecords} records dead-lettered`,
+            ]
+          : []),
+        ...(parentShardIds.length > 0 ? [`- parents: ${parentShardIds.map((id) => `\`${id}\``).join(', ')}`] : []),
+        ...(cursor?.pin ? [`- worker: \`${cursor.pin.workerQueue}\``] : []),
+        ...(haltedReason ? [`- halted: ${haltedReason} (signal \`retry\` to try again)`] : []),
+      ].join('\n'),
+    );
+  };
   const setState = (next: ConsumerStateType) => {
     if (next === state) return;
     state = next;
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: next }]);
+    showDetails();
   };
   setHandler(stopSignal, () => {
     stopRequested = true;
   });
+  setHandler(retrySignal, () => {
+    retryRequested = true;
+  });
+  showDetails();
   setHandler(progressQuery, (): ShardProgress => ({
     ...ref,
     state,
@@ -135,6 +167,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     recentDeaggregationFailures: cursor?.recentDeaggregationFailures ?? [],
     recentDeadLetters: cursor?.recentDeadLetters ?? [],
     ...(cursor?.pin ? { worker: cursor.pin.workerQueue } : {}),
+    ...(haltedReason ? { haltedReason } : {}),
     run: cursor?.run ?? 1,
   }));
 
@@ -237,7 +270,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   }
 
   // ---- Helpers of the loop. ----
-  const pinned = (pin: Pin) => pinnedActivities(options, pin.workerQueue);
+  const pinned = (pin: Pin) => pinnedActivities(options, pin.workerQueue, ref.shardId);
 
   /** Pins the shard to a worker: a new processor instance is created and initialized there. */
   async function pin(): Promise<Pin> {
@@ -346,6 +379,62 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     return result(reason, childShards);
   }
 
+  /**
+   * HALTED: the batch keeps failing. Waits for a `retry` signal (true: try the batch again) or a stop (false). Nothing is
+   * skipped meanwhile; the reason shows in the progress query and the UI.
+   */
+  async function halt(reason: string): Promise<boolean> {
+    log.error('processing keeps failing; shard halted until a retry signal', { shardId: ref.shardId, reason });
+    haltedReason = reason;
+    setState(ConsumerState.HALTED);
+    retryRequested = false;
+    await condition(() => retryRequested || stopRequested);
+    haltedReason = undefined;
+    setState(ConsumerState.PROCESSING);
+    return retryRequested && !stopRequested;
+  }
+
+  /** Sends a batch that kept failing to the dead-letter destination (whole, or only the records that fail alone). */
+  async function deadLetter(
+    p: Pin,
+    batch: BatchSummary,
+    error: string,
+    destination: DeadLetterDestination,
+  ): Promise<'DONE' | 'RETRY' | 'ZOMBIE'> {
+    let outcome;
+    try {
+      outcome = await pinned(p).deadLetter.deadLetterBatch({
+        ref,
+        pin: p.id,
+        handle: batch.handle,
+        destination,
+        granularity: options.deadLetterGranularity,
+        error,
+        ...(c.checkpoint !== undefined ? { lastCheckpoint: c.checkpoint } : {}),
+      });
+    } catch (failure) {
+      const kind = failureKind(failure);
+      if (kind === FailureType.BatchLost) return 'RETRY';
+      if (kind === 'Timeout' || kind === FailureType.ProcessorLost || kind === FailureType.WorkerDraining) {
+        unpin(kind);
+        return 'RETRY';
+      }
+      throw failure;
+    }
+    c.counters.deadLetteredRecords += outcome.deadLettered;
+    if (outcome.deadLettered > 0) c.counters.deadLetteredBatches++;
+    if (outcome.first && outcome.last) {
+      recordDeadLetter(c, { first: outcome.first, last: outcome.last, records: outcome.deadLettered, error });
+    }
+    log.warn('dead-lettered records of a failing batch', {
+      shardId: ref.shardId,
+      deadLettered: outcome.deadLettered,
+      delivered: outcome.delivered,
+    });
+    if (outcome.checkpoint && !(await writeCheckpoint(outcome.checkpoint))) return 'ZOMBIE';
+    return 'DONE';
+  }
+
   // ---- The loop. ----
   setState(ConsumerState.PROCESSING);
   let pending: { pinId: string; read: Promise<BatchSummary> } | undefined;
@@ -441,13 +530,24 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
           unpin(kind);
           continue;
         }
-        throw error;
+        if (kind !== FailureType.ProcessorFailed && kind !== FailureType.CheckpointOutOfRange) throw error;
+        // processingRetry.maximumAttempts are spent: halt, or dead-letter and go on. Never skip silently.
+        const message = String((activityCause(error) as Error).message);
+        if (options.onProcessingFailure === 'HALT' || !options.deadLetter) {
+          if (await halt(message)) continue; // read the same batch again
+          return finish('REQUESTED');
+        }
+        const handled = await deadLetter(p, batch, message, options.deadLetter);
+        if (handled === 'RETRY') continue;
+        if (handled === 'ZOMBIE') return zombie();
+        outcome = { durationMs: 0 };
       }
       // A checkpoint asked for while processing is durable before the next batch is delivered.
       if (outcome.checkpoint && !(await writeCheckpoint(outcome.checkpoint))) return zombie();
     }
     advance(c, batch);
     batchesThisRun++;
+    showDetails();
 
     if (atShardEnd) {
       log.info('shard ended', { shardId: ref.shardId, children: batch.childShards?.map((child) => child.shardId) });
