@@ -235,6 +235,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
         { type: 'TRIM_HORIZON' },
         SentinelCheckpoint.SHARD_END,
       );
+      await control.releaseLease({ tableName, ref, owner, counter: lease.counter });
       return result('ALREADY_ENDED');
     }
     const start = startPosition(lease.checkpoint, parentShardIds.length > 0, options);
