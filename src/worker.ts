@@ -4,7 +4,9 @@
  * its own, where the shards pinned to this process send their reads and batches, so record data never leaves it.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { Client } from '@temporalio/client';
@@ -85,6 +87,14 @@ function clientsFrom(aws: KclWorkerOptions['aws']): { kinesis: KinesisClient; dy
   return { kinesis: createKinesisClient(config), dynamoDb: createDynamoDbClient(config) };
 }
 
+/** The workflow code: a given bundle, the one `npm run build` writes next to this file, or bundled now from source. */
+function workflowCode(bundle: KclWorkerOptions['workflowBundle']): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  if (bundle) return { workflowBundle: bundle };
+  const prebuilt = join(__dirname, 'workflow-bundle.js');
+  if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
+  return { workflowsPath: require.resolve('./workflows') };
+}
+
 /** Creates a temporal-kcl worker: workflows and activities on the shared task queue, and this process's own queue. */
 export async function createKclWorker(options: KclWorkerOptions): Promise<KclWorker> {
   const names = Object.keys(options.processors ?? {});
@@ -121,9 +131,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     taskQueue,
     identity,
     activities,
-    ...(options.workflowBundle
-      ? { workflowBundle: options.workflowBundle }
-      : { workflowsPath: require.resolve('./workflows') }),
+    ...workflowCode(options.workflowBundle),
     stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 2_000,
     shutdownGraceTime,
     ...dataConverter,
