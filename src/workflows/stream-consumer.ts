@@ -12,8 +12,10 @@ import {
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
+  setCurrentDetails,
   setHandler,
   startChild,
+  upsertSearchAttributes,
   WorkflowIdReusePolicy,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -112,8 +114,25 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
 
   const running = () => Object.keys(cursor.shards).filter((id) => cursor.shards[id]?.state === 'RUNNING');
 
+  /** What the Temporal UI shows as current details (no history cost), refreshed as shards start and end. */
+  const showDetails = () => {
+    const active = running();
+    const ended = Object.keys(cursor.shards).length - active.length;
+    setCurrentDetails(
+      [
+        `**${cursor.stopping ? 'STOPPING' : 'RUNNING'}** — stream \`${streamName}\` (application \`${applicationName}\`)`,
+        '',
+        `- ${active.length} shard consumers running, ${ended} ended; ${cursor.started} started in all`,
+        `- running: ${active.map((id) => `\`${id}\``).join(', ') || 'none'}`,
+        `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\``,
+      ].join('\n'),
+    );
+  };
+
   setHandler(stopSignal, () => {
     cursor.stopping = true;
+    if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'STOPPING' }]);
+    showDetails();
   });
   setHandler(shardEndedSignal, (ended) => {
     cursor.shards[ended.shardId] = { state: 'ENDED', reason: ended.reason };
@@ -122,6 +141,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
         if (!cursor.shards[child.shardId]) queued.set(child.shardId, child);
       }
     }
+    showDetails();
   });
   setHandler(streamProgressQuery, (): StreamProgress => ({
     applicationName,
@@ -145,6 +165,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     for (let i = 0; i < fresh.length; i += START_CHUNK) {
       await Promise.all(fresh.slice(i, i + START_CHUNK).map(startConsumer));
     }
+    showDetails();
   }
 
   async function startConsumer(shard: ShardDescription | ChildShard): Promise<void> {
@@ -230,6 +251,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       }
     }
     await condition(allHandlersFinished);
+    if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'ENDED' }]);
     const ended: Record<string, number> = {};
     for (const tracked of Object.values(cursor.shards)) {
       if (tracked.state === 'ENDED') ended[tracked.reason] = (ended[tracked.reason] ?? 0) + 1;
@@ -237,6 +259,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     return { applicationName, streamName, started: cursor.started, ended };
   }
 
+  showDetails();
   if (input.cursor === undefined) {
     const discovered = await activities.discoverShards({ streamName, tableName });
     if (discovered.lastShardId) cursor.lastShardId = discovered.lastShardId;
