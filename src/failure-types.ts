@@ -29,6 +29,8 @@ export const FailureType = {
   ProcessorLost: 'ProcessorLost',
   /** The worker is shutting down: pin the shard to another worker. */
   WorkerDraining: 'WorkerDraining',
+  /** The worker is shutting down and cannot take a shard: retried, so another worker takes the task. */
+  WorkerStopping: 'WorkerStopping',
   /** No processor factory with that name is registered on the worker. */
   ProcessorNotRegistered: 'ProcessorNotRegistered',
   /** The user's processor threw. */

@@ -30,6 +30,8 @@ export interface DeadLetterBatchInput {
 
 export interface DeadLetterOutcome {
   deadLettered: number;
+  /** Bytes of data of the dead-lettered records (not counted as processed). */
+  deadLetteredBytes: number;
   delivered: number;
   first?: ExtendedSequenceNumber;
   last?: ExtendedSequenceNumber;
@@ -104,14 +106,17 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
                 message: `writing ${entries.length} records of ${input.ref.shardId} to the dead-letter destination failed: ${describe(error)}`,
               });
             }
+            const deadLetteredBytes = failed.reduce((sum, { record }) => sum + record.data.byteLength, 0);
             const metrics = shardMetrics(input.ref);
             metrics.deadLettered(entries.length);
             metrics.recordsProcessed(batch.records.length - entries.length);
+            metrics.bytesProcessed(batch.bytes - deadLetteredBytes);
             cache.release(input.handle);
             const first = failed[0];
             const last = failed.at(-1);
             return {
               deadLettered: entries.length,
+              deadLetteredBytes,
               delivered: batch.records.length - entries.length,
               ...(first ? { first: position(first.record) } : {}),
               ...(last ? { last: position(last.record) } : {}),

@@ -56,6 +56,21 @@ function refusalFailure(error: HostRefusedError): ApplicationFailure {
 function processorFailure(error: unknown, what: string): ApplicationFailure {
   if (error instanceof ApplicationFailure) return error;
   if (error instanceof HostRefusedError) return refusalFailure(error);
+  return userFailure(error, what);
+}
+
+/**
+ * For activities on the shared task queue that would create a processor here: a stopping worker must not take the
+ * shard, but the task must not fail either — it is retried, and another worker takes it.
+ */
+function sharedQueueFailure(error: unknown, what: string): ApplicationFailure {
+  if (error instanceof HostRefusedError && error.refusal === 'DRAINING') {
+    return ApplicationFailure.create({ type: FailureType.WorkerStopping, message: error.message });
+  }
+  return processorFailure(error, what);
+}
+
+function userFailure(error: unknown, what: string): ApplicationFailure {
   const type =
     error instanceof KclError && error.name === FailureType.CheckpointOutOfRange
       ? FailureType.CheckpointOutOfRange
@@ -84,7 +99,7 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
       try {
         await withHeartbeats(() => host.initialize(input));
       } catch (error) {
-        throw processorFailure(error, `initialize of processor '${input.processorName}' for ${input.ref.shardId}`);
+        throw sharedQueueFailure(error, `initialize of processor '${input.processorName}' for ${input.ref.shardId}`);
       }
       return { workerQueue };
     },
@@ -177,7 +192,11 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
           return requested ? { checkpoint: requested } : {};
         });
       } catch (error) {
-        throw processorFailure(error, `shutdown(${input.reason}) of ${input.ref.shardId}`);
+        // On this worker's own queue a refusal moves the shard; on the shared queue the task is retried elsewhere.
+        const what = `shutdown(${input.reason}) of ${input.ref.shardId}`;
+        throw Context.current().info.taskQueue === workerQueue
+          ? processorFailure(error, what)
+          : sharedQueueFailure(error, what);
       }
     },
   };

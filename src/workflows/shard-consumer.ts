@@ -401,7 +401,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     batch: BatchSummary,
     error: string,
     destination: DeadLetterDestination,
-  ): Promise<'DONE' | 'RETRY' | 'ZOMBIE'> {
+  ): Promise<{ records: number; bytes: number } | 'RETRY' | 'ZOMBIE'> {
     let outcome;
     try {
       outcome = await pinned(p).deadLetter.deadLetterBatch({
@@ -433,7 +433,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       delivered: outcome.delivered,
     });
     if (outcome.checkpoint && !(await writeCheckpoint(outcome.checkpoint))) return 'ZOMBIE';
-    return 'DONE';
+    return { records: outcome.deadLettered, bytes: outcome.deadLetteredBytes };
   }
 
   // ---- The loop. ----
@@ -513,6 +513,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       pending = { pinId: p.id, read };
     }
 
+    let deadLettered: { records: number; bytes: number } | undefined;
     if (batch.recordCount > 0 || options.callProcessRecordsEvenForEmptyRecordList) {
       let outcome;
       try {
@@ -541,12 +542,13 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
         const handled = await deadLetter(p, batch, message, options.deadLetter);
         if (handled === 'RETRY') continue;
         if (handled === 'ZOMBIE') return zombie();
+        deadLettered = handled;
         outcome = { durationMs: 0 };
       }
       // A checkpoint asked for while processing is durable before the next batch is delivered.
       if (outcome.checkpoint && !(await writeCheckpoint(outcome.checkpoint))) return zombie();
     }
-    advance(c, batch);
+    advance(c, batch, deadLettered);
     batchesThisRun++;
     showDetails();
 

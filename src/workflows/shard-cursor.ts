@@ -129,8 +129,12 @@ export function skipAfter(
 
 const RECENT = 10;
 
-/** Moves the cursor past a processed batch. */
-export function advance(cursor: ShardCursor, batch: BatchSummary): void {
+/** Moves the cursor past a processed batch; records it dead-lettered are not counted as processed. */
+export function advance(
+  cursor: ShardCursor,
+  batch: BatchSummary,
+  deadLettered: { records: number; bytes: number } = { records: 0, bytes: 0 },
+): void {
   cursor.skipUntil = skipAfter(cursor.skipUntil, batch);
   if (batch.lastSequenceNumber !== undefined) {
     cursor.resumeFrom = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: batch.lastSequenceNumber };
@@ -141,8 +145,8 @@ export function advance(cursor: ShardCursor, batch: BatchSummary): void {
   const counters = cursor.counters;
   counters.batches++;
   if (batch.kinesisRecordCount === 0) counters.emptyBatches++;
-  counters.recordsProcessed += batch.recordCount;
-  counters.bytesProcessed += batch.bytes;
+  counters.recordsProcessed += batch.recordCount - deadLettered.records;
+  counters.bytesProcessed += batch.bytes - deadLettered.bytes;
   counters.deaggregationFailures += batch.deaggregationFailureCount;
   counters.droppedOutOfRange += batch.droppedOutOfRange;
   if (batch.deaggregationFailures.length > 0) {

@@ -14,6 +14,7 @@ import {
   ParentClosePolicy,
   setCurrentDetails,
   setHandler,
+  sleep,
   startChild,
   upsertSearchAttributes,
   WorkflowIdReusePolicy,
@@ -249,6 +250,17 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
           cursor.shards[shardId] = { state: 'ENDED', reason: 'CLOSED' };
         }
       }
+    }
+    // A shard consumer reports its end just before it completes, so the report can arrive while it is still running.
+    // Complete only once every one has closed: a caller that stops the workers right after the stop (as `temporal-kcl
+    // stop` users do) must not leave a shard consumer running with no worker to finish it.
+    let open = Object.entries(cursor.shards)
+      .filter(([, tracked]) => tracked.state !== 'ENDED' || tracked.reason !== 'CLOSED')
+      .map(([shardId]) => shardConsumerWorkflowId(applicationName, streamName, shardId));
+    for (let delayMs = 100; open.length > 0; delayMs = Math.min(delayMs * 2, STOP_CHECK_INTERVAL_MS)) {
+      const closed = new Set(await activities.closedWorkflows({ workflowIds: open }));
+      open = open.filter((workflowId) => !closed.has(workflowId));
+      if (open.length > 0) await sleep(delayMs);
     }
     await condition(allHandlersFinished);
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'ENDED' }]);
