@@ -158,6 +158,7 @@ export interface ShardProgress extends ShardRef {
 export interface ShardConsumerResult extends ShardRef {
   reason: 'TERMINATE' | 'REQUESTED' | 'ZOMBIE' | 'ALREADY_ENDED';
   checkpoint?: Checkpoint;
+  lastProcessed?: ExtendedSequenceNumber;
   counters: ConsumerCounters;
   childShards: ChildShard[];
 }

@@ -7,7 +7,13 @@ export * from './positions';
 // Running workers
 export { createKclWorker, type KclWorker, type KclWorkerOptions } from './worker';
 export type { DeadLetterEntry, DeadLetterHandler } from './activities';
-export { createAwsClients, createDynamoDbClient, createKinesisClient, type AwsConfig, type StaticCredentials } from './aws/clients';
+export {
+  createAwsClients,
+  createDynamoDbClient,
+  createKinesisClient,
+  type AwsConfig,
+  type StaticCredentials,
+} from './aws/clients';
 // Starting, stopping, inspecting consumers
 export * from './client/consumers';
 export {

@@ -88,7 +88,9 @@ function clientsFrom(aws: KclWorkerOptions['aws']): { kinesis: KinesisClient; dy
 }
 
 /** The workflow code: a given bundle, the one `npm run build` writes next to this file, or bundled now from source. */
-function workflowCode(bundle: KclWorkerOptions['workflowBundle']): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+function workflowCode(
+  bundle: KclWorkerOptions['workflowBundle'],
+): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
   if (bundle) return { workflowBundle: bundle };
   const prebuilt = join(__dirname, 'workflow-bundle.js');
   if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };

@@ -22,7 +22,7 @@ function rows(status: StreamStatus): ShardStatusRow[] {
     const progress = shard.progress;
     return {
       shardId: shard.shardId,
-      state: progress?.state ?? (shard.state === 'ENDED' ? `ENDED (${shard.reason ?? '?'})` : shard.state),
+      state: shard.state === 'ENDED' ? `ENDED (${shard.reason ?? '?'})` : (progress?.state ?? shard.state),
       checkpoint: formatPosition(progress?.checkpoint),
       lastProcessed: formatPosition(progress?.lastProcessed),
       records: progress?.counters.recordsProcessed ?? 0,

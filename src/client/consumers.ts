@@ -4,12 +4,12 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import type { ShardProgress } from '../consumer-types';
+import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { InvalidConfigError, KclError } from '../errors';
 import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
 import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE, KCL_STREAM } from '../search-attributes';
-import { progressQuery } from '../workflows/shard-consumer';
+import { progressQuery, type shardConsumerWorkflow } from '../workflows/shard-consumer';
 import {
   type StreamConsumerInput,
   streamConsumerWorkflow,
@@ -158,6 +158,23 @@ export interface StreamStatus {
   shards: (StreamProgress['shards'][number] & { progress?: ShardProgress; error?: string })[];
 }
 
+/** The progress of an ended shard consumer, from its result. */
+function progressFromResult(result: ShardConsumerResult): ShardProgress {
+  return {
+    applicationName: result.applicationName,
+    streamName: result.streamName,
+    shardId: result.shardId,
+    state: 'ENDED',
+    parentShardIds: [],
+    ...(result.checkpoint !== undefined ? { checkpoint: result.checkpoint } : {}),
+    ...(result.lastProcessed ? { lastProcessed: result.lastProcessed } : {}),
+    counters: result.counters,
+    recentDeaggregationFailures: [],
+    recentDeadLetters: [],
+    run: 0,
+  };
+}
+
 /** The stream consumer's shards and each shard consumer's progress (position, counts, lag). */
 export async function getStreamProgress(
   client: Client,
@@ -173,9 +190,12 @@ export async function getStreamProgress(
         const shard = shards[next++];
         if (!shard) continue;
         try {
-          shard.progress = await client.workflow
-            .getHandle(shardConsumerWorkflowId(ref.applicationName, ref.streamName, shard.shardId))
-            .query(progressQuery);
+          const handle = client.workflow.getHandle<typeof shardConsumerWorkflow>(
+            shardConsumerWorkflowId(ref.applicationName, ref.streamName, shard.shardId),
+          );
+          // An ended consumer's result holds its final position: no worker needed to answer.
+          shard.progress =
+            shard.state === 'ENDED' ? progressFromResult(await handle.result()) : await handle.query(progressQuery);
         } catch (error) {
           shard.error = error instanceof Error ? error.message : String(error);
         }

@@ -193,6 +193,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       ...ref,
       reason,
       ...(cursor?.checkpoint !== undefined ? { checkpoint: cursor.checkpoint } : {}),
+      ...(cursor?.lastProcessed ? { lastProcessed: cursor.lastProcessed } : {}),
       counters: cursor?.counters ?? emptyCounters(),
       childShards,
     };
