@@ -22,10 +22,15 @@ export function parseInteger(min: number, max: number): (value: string) => numbe
 
 /** Parses an ISO-8601 date-time flag (with a time zone), returning it normalized. */
 export function parseTimestamp(value: string): string {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(value);
   const date = new Date(value);
+  // Date rolls an impossible day over (2026-02-30 becomes March 2): the calendar date must exist as written.
+  const day = match ? new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]))) : undefined;
   if (
-    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value) ||
-    Number.isNaN(date.getTime())
+    !match ||
+    Number.isNaN(date.getTime()) ||
+    day?.getUTCMonth() !== Number(match[2]) - 1 ||
+    day.getUTCDate() !== Number(match[3])
   ) {
     throw new InvalidArgumentError(
       `expected an ISO-8601 date-time with a time zone such as 2026-01-31T12:00:00Z, got '${value}'`,

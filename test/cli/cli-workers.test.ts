@@ -1,0 +1,212 @@
+/**
+ * Two `temporal-kcl worker` processes on one task queue share a stream's shards; one is stopped gracefully (SIGTERM)
+ * while records keep coming: it exits 0 within its grace time, its shards move to the other worker, and nothing is lost.
+ * The processor is a user module (test/fixtures/file-appending-processor.ts) that appends what it sees to a file.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
+import {
+  APPEND_FILE_VARIABLE,
+  type AppendedEvent,
+  type AppendedLine,
+  type AppendedRecord,
+} from '../fixtures/file-appending-processor';
+import { cliEnvironment, type CliProcess, killAllCliProcesses, spawnCli } from '../helpers/cli';
+import { createStream, kclTestContext, type KclTestContext, putRecords } from '../helpers/kcl';
+import { uniqueName } from '../helpers/stack';
+
+const PROCESSOR = 'test/fixtures/file-appending-processor.ts';
+/** The CLI worker's shutdown grace time (createKclWorker's default). */
+const GRACE_MS = 30_000;
+const MAX_RECORDS = 10;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function readLines(file: string): AppendedLine[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as AppendedLine);
+}
+const isRecord = (line: AppendedLine): line is AppendedRecord => !('event' in line);
+const isEvent = (line: AppendedLine): line is AppendedEvent => 'event' in line;
+
+async function until(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+describe('temporal-kcl worker processes sharing a stream', () => {
+  let context: KclTestContext;
+  let dir: string;
+  before(async () => {
+    context = await kclTestContext();
+    dir = mkdtempSync(join(tmpdir(), 'kcl-cli-workers-'));
+  });
+  after(async () => {
+    await killAllCliProcesses();
+    await context.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('both workers take shards; SIGTERM one while producing: exit 0, its shards move, nothing lost', async (t) => {
+    // Prepare
+    const { kinesis, client } = context;
+    const streamName = await createStream(kinesis, 4, 'cli-workers');
+    const applicationName = uniqueName('cli-workers-app');
+    const taskQueue = uniqueName('cli-workers-tq');
+    const file = join(dir, 'records.jsonl');
+    const env = cliEnvironment(context.stack, { TEMPORAL_KCL_TASK_QUEUE: taskQueue, [APPEND_FILE_VARIABLE]: file });
+    const workers: CliProcess[] = [];
+    for (let i = 0; i < 2; i++) {
+      workers.push(spawnCli(['worker', '--processor', PROCESSOR, '--log-level', 'WARN'], env));
+    }
+    await Promise.all(workers.map((worker) => worker.waitFor(/temporal-kcl worker \S+ ready/, 90_000)));
+    let [stopped, survivor] = workers as [CliProcess, CliProcess];
+
+    const produced: string[] = [];
+    let producing = true;
+    const producer = (async () => {
+      for (let i = 0; producing; i++) {
+        const data = `record-${i}`;
+        await putRecords(kinesis, streamName, [{ partitionKey: `pk-${i % 16}`, data }]);
+        produced.push(data);
+        await sleep(10);
+      }
+    })();
+
+    let exit: Awaited<CliProcess['exited']>;
+    let stopMs: number;
+    let stoppedAt: number;
+    try {
+      await startStreamConsumer(client, {
+        applicationName,
+        streamName,
+        taskQueue,
+        shardOptions: { initialPosition: 'TRIM_HORIZON', idleTimeBetweenReadsMs: 100, maxRecords: MAX_RECORDS },
+      });
+
+      // Act: the workers take the shards. Which worker initializes which shard is Temporal's choice, and now and then
+      // one takes all four: the worker to stop is one that holds shards, so that the other takes work either way.
+      const pids = () =>
+        new Set(
+          readLines(file)
+            .filter(isRecord)
+            .map((line) => line.pid),
+        );
+      await until('records processed', () => pids().size > 0, 60_000);
+      await until('records processed by both worker processes', () => pids().size === 2, 5_000).catch(() => undefined);
+      if (!pids().has(stopped.pid)) [stopped, survivor] = [survivor, stopped];
+
+      // Act: stop one worker gracefully while producing continues.
+      stoppedAt = Date.now();
+      exit = await stopped.kill('SIGTERM');
+      stopMs = Date.now() - stoppedAt;
+      const producedAtStop = produced.length;
+      await until('more records produced after the stop', () => produced.length >= producedAtStop + 100, 60_000);
+    } finally {
+      producing = false;
+      await producer;
+    }
+    await until(
+      'every produced record in the file',
+      () => {
+        const seen = new Set(
+          readLines(file)
+            .filter(isRecord)
+            .map((line) => line.data),
+        );
+        return produced.every((data) => seen.has(data));
+      },
+      60_000,
+    );
+    await stopStreamConsumer(client, { applicationName, streamName, wait: true });
+    const survivorExit = await survivor.kill('SIGTERM');
+
+    // Assess
+    const lines = readLines(file);
+    const records = lines.filter(isRecord);
+    t.diagnostic(
+      `worker stopped in ${stopMs!} ms; ${produced.length} records produced, ${records.length} lines written; ` +
+        `worker ready output: ${
+          survivor
+            .stderr()
+            .split('\n')
+            .find((l) => l.includes('ready')) ?? '?'
+        }`,
+    );
+    assert.deepEqual(exit!, { code: 0, signal: null }, `stopped worker's exit; stderr:\n${stopped.stderr()}`);
+    assert.ok(stopMs! < GRACE_MS, `stopped worker exited after ${stopMs!} ms`);
+    assert.match(stopped.stderr(), /SIGTERM: shutting down gracefully/);
+    assert.match(stopped.stderr(), /worker stopped/);
+    assert.deepEqual(survivorExit, { code: 0, signal: null }, survivor.stderr());
+
+    // Both processes took work (the survivor at the latest when the stopped worker's shards moved to it).
+    const byPid = (pid: number) => records.filter((line) => line.pid === pid);
+    assert.ok(byPid(stopped.pid).length > 0, 'the stopped worker processed records');
+    assert.ok(byPid(survivor.pid).length > 0, 'the surviving worker processed records');
+    assert.equal(new Set(records.map((line) => line.pid)).size, 2, 'only the two worker processes wrote records');
+
+    // The stopped worker's shards moved to the survivor; it shut its processors down as zombies.
+    const movedShards = [...new Set(byPid(stopped.pid).map((line) => line.shard))].sort();
+    assert.ok(movedShards.length > 0);
+    for (const shard of movedShards) {
+      assert.ok(
+        records.some((line) => line.shard === shard && line.pid === survivor.pid),
+        `shard ${shard} continued on the surviving worker`,
+      );
+      assert.deepEqual(
+        lines
+          .filter(isEvent)
+          .filter((line) => line.pid === stopped.pid && line.shard === shard && line.event === 'shutdown')
+          .map((line) => line.reason),
+        ['ZOMBIE'],
+        `the stopped worker's processor of ${shard}`,
+      );
+    }
+
+    // Nothing lost; duplicates only on moved shards, right after the move, at most one batch per shard.
+    const seen = new Set(records.map((line) => line.data));
+    assert.deepEqual(
+      produced.filter((data) => !seen.has(data)),
+      [],
+      'every produced record processed',
+    );
+    let duplicates = 0;
+    const shards = [...new Set(records.map((line) => line.shard))].sort();
+    for (const shard of shards) {
+      const first = new Map<string, number>();
+      const onShard = records.filter((line) => line.shard === shard);
+      const repeated = onShard.filter((line) => {
+        if (!first.has(line.data)) {
+          first.set(line.data, line.pid);
+          return false;
+        }
+        return true;
+      });
+      duplicates += repeated.length;
+      if (repeated.length === 0) continue;
+      assert.ok(movedShards.includes(shard), `duplicates on ${shard}, which did not move`);
+      assert.ok(
+        repeated.every((line) => line.pid === survivor.pid && first.get(line.data) === stopped.pid),
+        `on ${shard}, only records of the stopped worker are delivered again, by the survivor`,
+      );
+      assert.ok(repeated.length <= MAX_RECORDS, `${repeated.length} duplicates on ${shard}: more than one batch`);
+      const survivorLines = onShard.filter((line) => line.pid === survivor.pid);
+      assert.deepEqual(
+        survivorLines.slice(0, repeated.length).map((line) => line.data),
+        repeated.map((line) => line.data),
+        `on ${shard}, the records delivered again come first after the move`,
+      );
+    }
+    t.diagnostic(`${duplicates} records delivered twice; shards moved: ${movedShards.join(', ')}`);
+  });
+});
