@@ -21,6 +21,13 @@ export function defaultTableName(applicationName: string): string {
   return applicationName;
 }
 
+/** Why `tableName` cannot name a DynamoDB lease table, or undefined if it can. */
+export function leaseTableNameProblem(tableName: string): string | undefined {
+  return /^[A-Za-z0-9_.-]{3,255}$/.test(tableName)
+    ? undefined
+    : `lease table name must be 3-255 characters of A-Z, a-z, 0-9, '_', '-', '.', got '${tableName}' (it defaults to the application name)`;
+}
+
 /** The lease owner a shard consumer writes into the lease table: stable for the whole continue-as-new chain. */
 export function leaseOwner(workflowId: string, firstRunId: string): string {
   return `${workflowId}#${firstRunId}`;

@@ -2,8 +2,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { DeadLetterDestination, ShardRef } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import type { Checkpoint, ExtendedSequenceNumber } from '../positions';
-import type { KinesisRecord } from '../record-processor';
-import type { BatchCache } from './batch-cache';
+import type { KinesisRecord, RecordProcessor } from '../record-processor';
+import type { BatchCache, CachedBatch } from './batch-cache';
 import type { createDeadLetterWriter, DeadLetterEntry } from './dead-letter';
 import { withHeartbeats } from './heartbeat';
 import { countRetry, shardMetrics } from './metrics';
@@ -39,6 +39,15 @@ export interface DeadLetterOutcome {
   checkpoint?: ExtendedSequenceNumber;
 }
 
+/** The records of a batch that failed alone, and the checkpoint asked for while the others were delivered one by one. */
+interface Triage {
+  failed: { record: KinesisRecord; error: string }[];
+  checkpoint?: ExtendedSequenceNumber;
+}
+
+/** Sorted batches kept for a retried write (a worker holds at most a couple per shard). */
+const MAX_SORTED = 1_000;
+
 function position(record: KinesisRecord): ExtendedSequenceNumber {
   return record.subSequenceNumber === undefined
     ? { sequenceNumber: record.sequenceNumber }
@@ -49,8 +58,44 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
+/**
+ * Which records of a batch go to the dead-letter destination: all of them (BATCH), or those that fail when delivered
+ * alone (RECORD), with the checkpoint the processor asked for meanwhile.
+ */
+async function sortBatch(processor: RecordProcessor, batch: CachedBatch, input: DeadLetterBatchInput): Promise<Triage> {
+  if (input.granularity === 'BATCH') return { failed: batch.records.map((record) => ({ record, error: input.error })) };
+  const failed: Triage['failed'] = [];
+  let checkpoint: ExtendedSequenceNumber | undefined;
+  for (const record of batch.records) {
+    const checkpointer = new RangeCheckpointer(
+      input.ref.shardId,
+      checkpoint ?? input.lastCheckpoint,
+      position(record),
+      [record],
+    );
+    try {
+      await processor.processRecords({
+        records: [record],
+        millisBehindLatest: batch.millisBehindLatest,
+        checkpointer,
+        cacheEntryTime: new Date(batch.readAt),
+        cacheExitTime: new Date(),
+      });
+      checkpoint = checkpointer.checkpointRequested ?? checkpoint;
+    } catch (error) {
+      failed.push({ record, error: describe(error) });
+    }
+  }
+  return { failed, ...(checkpoint ? { checkpoint } : {}) };
+}
+
 /** The activity that gives up on a batch that kept failing: it goes (whole, or record by record) to the dead-letter destination. */
 export function createDeadLetterActivities({ host, cache, writeDeadLetters }: DeadLetterActivityDeps) {
+  /**
+   * Batches whose records were already sorted (re-delivered one by one) but not yet written to the destination, by
+   * handle: a retried write does not deliver the records that succeeded to the processor again.
+   */
+  const sorted = new Map<string, Triage>();
   return {
     async deadLetterBatch(input: DeadLetterBatchInput): Promise<DeadLetterOutcome> {
       countRetry(input.ref);
@@ -65,32 +110,13 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
                 nonRetryable: true,
               });
             }
-            const failed: { record: KinesisRecord; error: string }[] = [];
-            let checkpoint: ExtendedSequenceNumber | undefined;
-            if (input.granularity === 'BATCH') {
-              failed.push(...batch.records.map((record) => ({ record, error: input.error })));
-            } else {
-              for (const record of batch.records) {
-                const checkpointer = new RangeCheckpointer(
-                  input.ref.shardId,
-                  checkpoint ?? input.lastCheckpoint,
-                  position(record),
-                  [record],
-                );
-                try {
-                  await processor.processRecords({
-                    records: [record],
-                    millisBehindLatest: batch.millisBehindLatest,
-                    checkpointer,
-                    cacheEntryTime: new Date(batch.readAt),
-                    cacheExitTime: new Date(),
-                  });
-                  checkpoint = checkpointer.checkpointRequested ?? checkpoint;
-                } catch (error) {
-                  failed.push({ record, error: describe(error) });
-                }
-              }
+            let triage = sorted.get(input.handle); // set when an earlier attempt's write failed
+            if (!triage) {
+              triage = await sortBatch(processor, batch, input);
+              sorted.set(input.handle, triage);
+              while (sorted.size > MAX_SORTED) sorted.delete(sorted.keys().next().value as string);
             }
+            const { failed, checkpoint } = triage;
             const deadLetteredAt = new Date();
             const entries: DeadLetterEntry[] = failed.map(({ record, error }) => ({
               ...input.ref,
@@ -112,6 +138,7 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
             metrics.recordsProcessed(batch.records.length - entries.length);
             metrics.bytesProcessed(batch.bytes - deadLetteredBytes);
             cache.release(input.handle);
+            sorted.delete(input.handle);
             const first = failed[0];
             const last = failed.at(-1);
             return {

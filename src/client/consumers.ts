@@ -6,7 +6,13 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { InvalidConfigError, KclError } from '../errors';
-import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
+import {
+  DEFAULT_TASK_QUEUE,
+  defaultTableName,
+  leaseTableNameProblem,
+  shardConsumerWorkflowId,
+  streamConsumerWorkflowId,
+} from '../ids';
 import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { progressQuery, type shardConsumerWorkflow } from '../workflows/shard-consumer';
@@ -77,11 +83,21 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
   const validation = validateShardConsumerOptions(options.shardOptions);
   if (!validation.ok)
     throw new InvalidConfigError(`invalid shard options: ${validation.issues.join('; ')}`, validation.issues);
+  const syncIntervalMs = options.shardSyncIntervalMs;
+  if (syncIntervalMs !== undefined && (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 100)) {
+    // The workflow checks the same, but only once started: refuse here so that nothing is started.
+    throw new InvalidConfigError(
+      `shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`,
+    );
+  }
+  const tableName = options.tableName ?? defaultTableName(applicationName);
+  const tableProblem = leaseTableNameProblem(tableName);
+  if (tableProblem) throw new InvalidConfigError(tableProblem);
   return {
     applicationName,
     streamName,
     processor: requireName(options.processor ?? 'default', 'processor name'),
-    tableName: options.tableName ?? defaultTableName(applicationName),
+    tableName,
     ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
     ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
   };

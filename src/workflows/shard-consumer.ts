@@ -31,7 +31,7 @@ import type {
 } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import { FailureType } from '../failure-types';
-import { defaultTableName, leaseOwner } from '../ids';
+import { defaultTableName, leaseOwner, leaseTableNameProblem } from '../ids';
 import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
 import { type Checkpoint, type ExtendedSequenceNumber, formatPosition, SentinelCheckpoint } from '../positions';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
@@ -110,6 +110,8 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     shardId: input.shardId,
   };
   const tableName = input.tableName ?? defaultTableName(input.applicationName);
+  const tableProblem = leaseTableNameProblem(tableName);
+  if (tableProblem) throw invalidInput(tableProblem);
   const control = controlActivities();
   const checkpoints = checkpointActivities();
   const initializer = initializeActivities(options);

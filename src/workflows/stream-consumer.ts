@@ -23,7 +23,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ChildShard, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
-import { defaultTableName, shardConsumerWorkflowId } from '../ids';
+import { defaultTableName, leaseTableNameProblem, shardConsumerWorkflowId } from '../ids';
 import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_SHARD, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { streamActivities } from './stream-activities';
@@ -106,6 +106,8 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   }
   const { applicationName, streamName } = input;
   const tableName = input.tableName ?? defaultTableName(applicationName);
+  const tableProblem = leaseTableNameProblem(tableName);
+  if (tableProblem) throw invalid(tableProblem);
   const info = workflowInfo();
   const searchable = info.typedSearchAttributes.get(KCL_APPLICATION) !== undefined;
   const activities = streamActivities();
