@@ -46,6 +46,7 @@ export function kinesisFailure(error: unknown, what: string): ApplicationFailure
   if (name === 'ExpiredIteratorException') {
     return ApplicationFailure.create({
       type: FailureType.ExpiredIterator,
+      category: 'BENIGN',
       message,
       nonRetryable: true,
       details,

@@ -106,6 +106,7 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
             if (!batch) {
               throw ApplicationFailure.create({
                 type: FailureType.BatchLost,
+                category: 'BENIGN',
                 message: `batch ${input.handle} of ${input.ref.shardId} is no longer in this worker's memory; it will be read again`,
                 nonRetryable: true,
               });
@@ -155,6 +156,7 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
         if (error instanceof HostRefusedError) {
           throw ApplicationFailure.create({
             type: error.refusal === 'DRAINING' ? FailureType.WorkerDraining : FailureType.ProcessorLost,
+            category: 'BENIGN',
             message: error.message,
             nonRetryable: true,
           });

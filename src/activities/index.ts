@@ -5,6 +5,7 @@ import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
 import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
 import { createDeadLetterActivities } from './dead-letter-activities';
+import { withHeartbeats } from './heartbeat';
 import { createKinesisActivities } from './kinesis-activities';
 import { createProcessorActivities } from './processor-activities';
 import { createStreamActivities } from './stream-activities';
@@ -23,13 +24,30 @@ export interface ActivityDeps {
   deadLetterHandlers?: Readonly<Record<string, DeadLetterHandler>>;
 }
 
+type Activity = (input: never) => Promise<unknown>;
+
+/**
+ * Activities that any worker of the shared task queue may take (shard listings, leases, iterators) heartbeat while they
+ * run: when the worker that took one dies, the heartbeat timeout hands it to another worker within seconds instead of
+ * after its start-to-close timeout, during which the shard (or, for the stream consumer, every new child) would stall.
+ */
+function heartbeating<A extends Record<string, Activity>>(activities: A, names: readonly (keyof A & string)[]): A {
+  const wrapped: Record<string, Activity> = { ...activities };
+  for (const name of names) {
+    const activity = activities[name] as Activity;
+    wrapped[name] = (input) => withHeartbeats(() => activity(input));
+  }
+  return wrapped as A;
+}
+
 /** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
 export function createActivities(deps: ActivityDeps) {
   return {
-    ...createKinesisActivities(deps),
-    ...createCheckpointActivities(deps),
+    ...heartbeating(createKinesisActivities(deps), ['describeShard', 'getShardIterator']),
+    // Not `checkpoint`: it runs as a local activity, inside the workflow's own task, and has no heartbeat.
+    ...heartbeating(createCheckpointActivities(deps), ['readParents', 'claimLease', 'releaseLease']),
     ...createProcessorActivities(deps),
-    ...createStreamActivities(deps),
+    ...heartbeating(createStreamActivities(deps), ['discoverShards', 'closedWorkflows']),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),

@@ -50,7 +50,13 @@ function refusalFailure(error: HostRefusedError): ApplicationFailure {
       : error.refusal === 'DRAINING'
         ? FailureType.WorkerDraining
         : FailureType.ProcessorLost;
-  return ApplicationFailure.create({ type, message: error.message, nonRetryable: true });
+  // A moved shard is routine (BENIGN: logged at debug level); a missing processor is a configuration error.
+  return ApplicationFailure.create({
+    type,
+    message: error.message,
+    nonRetryable: true,
+    ...(error.refusal === 'NOT_REGISTERED' ? {} : { category: 'BENIGN' as const }),
+  });
 }
 
 function processorFailure(error: unknown, what: string): ApplicationFailure {
@@ -65,7 +71,7 @@ function processorFailure(error: unknown, what: string): ApplicationFailure {
  */
 function sharedQueueFailure(error: unknown, what: string): ApplicationFailure {
   if (error instanceof HostRefusedError && error.refusal === 'DRAINING') {
-    return ApplicationFailure.create({ type: FailureType.WorkerStopping, message: error.message });
+    return ApplicationFailure.create({ type: FailureType.WorkerStopping, message: error.message, category: 'BENIGN' });
   }
   return processorFailure(error, what);
 }
@@ -115,6 +121,7 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
             if (!batch) {
               throw ApplicationFailure.create({
                 type: FailureType.BatchLost,
+                category: 'BENIGN',
                 message: `batch ${input.handle} of ${input.ref.shardId} is no longer in this worker's memory; it will be read again`,
                 nonRetryable: true,
               });

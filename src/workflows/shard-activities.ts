@@ -46,9 +46,16 @@ const CHECKPOINT_RETRY: RetryPolicy = {
   nonRetryableErrorTypes: NON_RETRYABLE,
 };
 
-/** Activities any worker of the task queue may run. */
-export function controlActivities() {
-  return proxyActivities<Activities>({ startToCloseTimeout: '60s', retry: CONTROL_RETRY });
+/**
+ * Activities any worker of the task queue may run. They heartbeat, so one taken by a worker that then dies is retried on
+ * another after the heartbeat timeout, not after the start-to-close timeout.
+ */
+export function controlActivities(options: ResolvedShardConsumerOptions) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: '60s',
+    heartbeatTimeout: options.heartbeatTimeoutMs,
+    retry: CONTROL_RETRY,
+  });
 }
 
 /** The checkpoint write: a local activity (one marker in history, no round trip through a task queue). */

@@ -112,7 +112,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   const tableName = input.tableName ?? defaultTableName(input.applicationName);
   const tableProblem = leaseTableNameProblem(tableName);
   if (tableProblem) throw invalidInput(tableProblem);
-  const control = controlActivities();
+  const control = controlActivities(options);
   const checkpoints = checkpointActivities();
   const initializer = initializeActivities(options);
   const info = workflowInfo();

@@ -110,7 +110,8 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   if (tableProblem) throw invalid(tableProblem);
   const info = workflowInfo();
   const searchable = info.typedSearchAttributes.get(KCL_APPLICATION) !== undefined;
-  const activities = streamActivities();
+  // The shard consumers' heartbeat timeout: how soon a dead worker is noticed.
+  const activities = streamActivities(validation.options.heartbeatTimeoutMs);
   const cursor: StreamCursor = input.cursor ?? { shards: {}, stopping: false, started: 0, run: 1 };
   const queued = new Map<string, ChildShard>();
   let startedThisRun = 0;

@@ -20,13 +20,36 @@ export interface TimeoutEvent {
   timeoutType: string;
   /** From the task's scheduled event to its timeout. */
   waitedMs: number;
+  /** The identity of the worker that had started the task (a timed-out start-to-close), and when. */
+  startedBy?: { identity: string; at: number };
 }
 
-/** Every activity and workflow-task timeout in the histories of the executions (all runs) the visibility query lists. */
-export async function timeoutsIn(client: Client, query: string): Promise<TimeoutEvent[]> {
+function startedBy(started: temporal.api.history.v1.IHistoryEvent | undefined): Pick<TimeoutEvent, 'startedBy'> {
+  const identity =
+    started?.workflowTaskStartedEventAttributes?.identity ?? started?.activityTaskStartedEventAttributes?.identity;
+  return started && identity ? { startedBy: { identity, at: tsToMs(started.eventTime) } } : {};
+}
+
+/**
+ * Every activity and workflow-task timeout in the histories of the executions the visibility query lists and of the runs
+ * they continued from, and how many runs there were.
+ */
+export async function timeoutsIn(
+  client: Client,
+  query: string,
+): Promise<{ executions: number; timeouts: TimeoutEvent[] }> {
   const timeouts: TimeoutEvent[] = [];
-  for await (const execution of client.workflow.list({ query })) {
+  const runs: { workflowId: string; runId: string }[] = [];
+  for await (const { workflowId, runId } of client.workflow.list({ query })) runs.push({ workflowId, runId });
+  const seen = new Set<string>();
+  for (let next = runs.pop(); next; next = runs.pop()) {
+    const execution = next;
+    if (seen.has(execution.runId)) continue;
+    seen.add(execution.runId);
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+    // Earlier runs of a continue-as-new chain, whether or not the listing had them.
+    const previous = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId;
+    if (previous) runs.push({ workflowId: execution.workflowId, runId: previous });
     const byId = new Map<number, temporal.api.history.v1.IHistoryEvent>();
     for (const event of history.events ?? []) {
       byId.set(Number(event.eventId), event);
@@ -42,6 +65,7 @@ export async function timeoutsIn(client: Client, query: string): Promise<Timeout
           what: `activity ${scheduled?.activityTaskScheduledEventAttributes?.activityType?.name ?? '?'}`,
           timeoutType: decodeTimeoutType(attributes?.failure?.timeoutFailureInfo?.timeoutType) ?? '?',
           waitedMs: at - scheduledAt(attributes?.scheduledEventId),
+          ...startedBy(byId.get(Number(attributes?.startedEventId))),
         });
       }
       if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
@@ -71,9 +95,10 @@ export async function timeoutsIn(client: Client, query: string): Promise<Timeout
           what: 'workflow task',
           timeoutType: decodeTimeoutType(attributes?.timeoutType) ?? '?',
           waitedMs: at - scheduledAt(attributes?.scheduledEventId),
+          ...startedBy(byId.get(Number(attributes?.startedEventId))),
         });
       }
     }
   }
-  return timeouts.sort((a, b) => a.at - b.at);
+  return { executions: seen.size, timeouts: timeouts.sort((a, b) => a.at - b.at) };
 }

@@ -12,7 +12,7 @@
  * The moments are drawn from a seeded generator: `CRASH_SEED=<seed>` replays a run's choices (timing still varies).
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -29,10 +29,11 @@ import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../.
 import { comparePositions, type ExtendedSequenceNumber, formatPosition } from '../../src/positions';
 import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { killAllWorkerProcesses, startWorkerProcess, type WorkerProcess } from '../helpers/child-worker';
-import { checkDeliveries, type Kill, type LeaseSnapshot } from '../helpers/delivery-log';
+import { checkDeliveries, type Kill } from '../helpers/delivery-log';
 import { timeoutsIn } from '../helpers/history-timeouts';
 import { createStream, kclTestContext, type KclTestContext } from '../helpers/kcl';
 import { KeyedProducer, seededRandom } from '../helpers/keyed-producer';
+import { OutputTail, pollLeases } from '../helpers/run-watch';
 import { uniqueName } from '../helpers/stack';
 
 const SEED = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -83,89 +84,6 @@ async function waitUntilActive(kinesis: KinesisClient, streamName: string): Prom
   throw new Error(`stream ${streamName} did not become ACTIVE`);
 }
 
-/** Follows the shared output file as the workers append to it. */
-class OutputTail {
-  readonly delivered = new Set<string>();
-  /** Per worker pid, its slow batches still in processRecords (a `slow` line, no `checkpoint` yet). */
-  readonly slowInFlight = new Map<number, Set<string>>();
-  /** The worker pid whose processor has each shard (its latest `initialize`, until `shutdown`). */
-  readonly holders = new Map<string, number>();
-  lines = 0;
-  private offset = 0;
-  private partial = '';
-
-  constructor(private readonly file: string) {}
-
-  poll(): void {
-    if (!existsSync(this.file)) return;
-    const fd = openSync(this.file, 'r');
-    try {
-      const buffer = Buffer.alloc(1 << 20);
-      for (;;) {
-        const read = readSync(fd, buffer, 0, buffer.length, this.offset);
-        if (read === 0) break;
-        this.offset += read;
-        const text = this.partial + buffer.subarray(0, read).toString('utf8');
-        const lines = text.split('\n');
-        this.partial = lines.pop() ?? '';
-        for (const raw of lines) if (raw) this.take(JSON.parse(raw) as WorkerProcessLine);
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  private take(line: WorkerProcessLine): void {
-    this.lines++;
-    if (line.kind === 'record') this.delivered.add(line.data);
-    if (line.kind === 'initialize') this.holders.set(line.shardId, line.pid);
-    if (line.kind === 'shutdown' && this.holders.get(line.shardId) === line.pid) this.holders.delete(line.shardId);
-    if (line.kind === 'slow') {
-      const batches = this.slowInFlight.get(line.pid) ?? new Set<string>();
-      batches.add(line.batch);
-      this.slowInFlight.set(line.pid, batches);
-    }
-    if (line.kind === 'checkpoint' && line.batch) this.slowInFlight.get(line.pid)?.delete(line.batch);
-  }
-}
-
-/** Reads the lease table every 100 ms and keeps each checkpoint the first time it is seen, with the read's end time. */
-function pollLeases(table: CheckpointTable) {
-  const snapshots: LeaseSnapshot[] = [];
-  const last = new Map<string, string>();
-  let stopped = false;
-  let polls = 0;
-  const running = (async () => {
-    while (!stopped) {
-      try {
-        const leases = await table.listLeases();
-        const at = Date.now();
-        polls++;
-        for (const lease of leases) {
-          if (lease.checkpoint === undefined) continue;
-          const seen = JSON.stringify(lease.checkpoint);
-          if (last.get(lease.shardId) === seen) continue;
-          last.set(lease.shardId, seen);
-          snapshots.push({ at, shardId: lease.shardId, checkpoint: lease.checkpoint });
-        }
-      } catch {
-        // the table does not exist yet
-      }
-      await sleep(100);
-    }
-  })();
-  return {
-    snapshots,
-    get polls() {
-      return polls;
-    },
-    async stop() {
-      stopped = true;
-      await running;
-    },
-  };
-}
-
 describe('crash suite: SIGKILLed workers while producing and resharding', () => {
   let context: KclTestContext;
   before(async () => {
@@ -178,7 +96,9 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
 
   test('no record lost; duplicates only from the batch in flight at a kill; order per key kept', async () => {
     // Prepare
+    // Two streams from the seed: the producer's draws do not shift the kill schedule's (and the other way round).
     const random = seededRandom(SEED);
+    const produceRandom = seededRandom(SEED ^ 0x5bd1e995);
     const between = ([low, high]: readonly [number, number]) => low + Math.floor(random() * (high - low));
     const outputFile = join(mkdtempSync(join(tmpdir(), 'temporal-kcl-crash-')), 'deliveries.jsonl');
     console.log(`[crash] seed ${SEED} (replay: CRASH_SEED=${SEED}); deliveries in ${outputFile}`);
@@ -193,10 +113,11 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
     const original = (await listShards(kinesis, streamName)).sort((a, b) => (startKey(a) < startKey(b) ? -1 : 1));
     const toSplit = original[Math.floor(random() * original.length)]!;
     const splitAt = (startKey(toSplit) + endKey(toSplit) + 1n) / 2n;
+    const mergeDraw = random();
     const producer = new KeyedProducer(kinesis, {
       streamName,
       cellStarts: [...original.map(startKey), splitAt],
-      random,
+      random: produceRandom,
     });
     const log = (message: string) =>
       console.log(`[crash +${((Date.now() - testStarted) / 1000).toFixed(1)}s] ${message}`);
@@ -238,7 +159,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
           heartbeatTimeoutMs: 2_000,
           workerScheduleToStartTimeoutMs: 1_500,
           // Continue-as-new happens during the run too.
-          maxBatchesPerRun: 150,
+          maxBatchesPerRun: 25,
         },
       });
 
@@ -264,7 +185,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
           const next = open[i + 1];
           return next && endKey(shard) + 1n === startKey(next) ? [[shard, next] as const] : [];
         });
-        const [lower, upper] = pairs[Math.floor(random() * pairs.length)]!;
+        const [lower, upper] = pairs[Math.floor(mergeDraw * pairs.length)]!;
         await kinesis.send(
           new MergeShardsCommand({
             StreamName: streamName,
@@ -275,9 +196,17 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
         log(`merged ${lower.ShardId} and ${upper.ShardId}`);
         await waitUntilActive(kinesis, streamName);
       })();
+      resharding.catch(() => undefined); // awaited (and its failure reported) after the kills
 
       while (kills.length < MIN_KILLS || Date.now() - producing < PRODUCE_MS) {
-        await sleep(between(KILL_INTERVAL_MS));
+        // The same draws for every kill, so the seed fixes each kill's choices whatever happened before.
+        const draw = {
+          interval: between(KILL_INTERVAL_MS),
+          victim: random(),
+          pause: random(),
+          restart: between(RESTART_DELAY_MS),
+        };
+        await sleep(draw.interval);
         // Never both at once: the other worker keeps running.
         await settled(restarting);
         // A worker that holds shards (a restarted one may hold none until the other dies; after a kill, the shards are
@@ -290,18 +219,28 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
           tail.poll();
         }
         const candidates = holding().length > 0 ? holding() : [0, 1];
-        const slot = candidates[Math.floor(random() * candidates.length)]!;
+        const slot = candidates[Math.floor(draw.victim * candidates.length)]!;
         const victim = workers[slot]!;
         await sleep(upAt[slot]! + MIN_UPTIME_MS - Date.now());
         let aimed: 'random' | 'mid-batch' = 'random';
         if (MID_BATCH_KILLS.has(kills.length)) {
-          const deadline = Date.now() + 15_000;
-          for (tail.poll(); Date.now() < deadline && !tail.slowInFlight.get(victim.pid)?.size; tail.poll()) {
+          // Wait for a slow batch of the victim with at least 300 ms of its pause left, then kill inside the pause.
+          const pauseLeft = () =>
+            Math.max(
+              0,
+              ...[...(tail.slowInFlight.get(victim.pid)?.values() ?? [])].map(
+                (at) => at + SLOW_BATCHES.ms - Date.now(),
+              ),
+            );
+          const slowDeadline = Date.now() + 15_000;
+          tail.poll();
+          while (pauseLeft() < 300 && Date.now() < slowDeadline) {
             await sleep(20);
+            tail.poll();
           }
-          if (tail.slowInFlight.get(victim.pid)?.size) {
+          if (pauseLeft() >= 300) {
             aimed = 'mid-batch';
-            await sleep(between([0, SLOW_BATCHES.ms / 2]));
+            await sleep(draw.pause * (pauseLeft() - 200));
           }
         }
         const at = Date.now();
@@ -309,8 +248,8 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
         kills.push({ pid: victim.pid, at, slot, aimed });
         log(`kill #${kills.length}: worker ${slot} (pid ${victim.pid}), ${aimed}`);
         workers[slot] = undefined;
-        const delay = between(RESTART_DELAY_MS);
-        restarting[slot] = sleep(delay).then(() => startWorker(slot));
+        restarting[slot] = sleep(draw.restart).then(() => startWorker(slot));
+        restarting[slot].catch(() => undefined); // awaited before the next kill
         tail.poll();
       }
       await resharding;
@@ -381,18 +320,23 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
       if (!before || comparePositions(position, before) > 0) lastDelivered.set(line.shardId, position);
     }
 
-    const timeouts = await timeoutsIn(client, `KclApplication = "${applicationName}"`);
+    const { executions, timeouts } = await timeoutsIn(client, `KclApplication = "${applicationName}"`);
     const timeoutKinds = new Map<string, { count: number; maxMs: number }>();
     for (const timeout of timeouts) {
       const kind = `${timeout.what} ${timeout.timeoutType}`;
       const seen = timeoutKinds.get(kind) ?? { count: 0, maxMs: 0 };
       timeoutKinds.set(kind, { count: seen.count + 1, maxMs: Math.max(seen.maxMs, timeout.waitedMs) });
     }
+    // A task a killed worker had started: did it start before the kill (in flight), or after (handed to a dead poller)?
+    const startedVsKill = (startedBy: { identity: string; at: number } | undefined) => {
+      const kill = startedBy && kills.find((k) => startedBy.identity.includes(`-${k.pid}-`));
+      return kill ? `, started ${startedBy.at - kill.at} ms after the kill of ${kill.pid}` : '';
+    };
     const stalls = timeouts
-      .filter((timeout) => timeout.waitedMs > 5_000)
+      .filter((timeout) => timeout.waitedMs > 8_000)
       .map(
         (timeout) =>
-          `${timeout.what} ${timeout.timeoutType} after ${timeout.waitedMs} ms at +${((timeout.at - testStarted) / 1000).toFixed(1)}s in ${timeout.workflowId.split('/').at(-1)}`,
+          `${timeout.what} ${timeout.timeoutType} after ${timeout.waitedMs} ms at +${((timeout.at - testStarted) / 1000).toFixed(1)}s in ${timeout.workflowId.split('/').at(-1)}${startedVsKill(timeout.startedBy)}`,
       );
     const recovery = figures.kills.map((kill, i) => {
       const times = Object.values(kill.recoveryMs);
@@ -407,7 +351,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
         `[crash] lease-table polls: ${poller.polls}, checkpoints seen: ${poller.snapshots.length}; producer retries: ${producer.retriedEntries} entries, ${producer.retriedCalls} calls`,
         `[crash] produce ${timings.produceMs} ms, drain ${timings.drainMs} ms, stop ${timings.stopMs} ms, total ${Date.now() - testStarted} ms`,
         ...recovery.map((line) => `[crash]   ${line}`),
-        `[crash] timeouts in the histories: ${[...timeoutKinds].map(([kind, { count, maxMs }]) => `${kind} ×${count} (max ${maxMs} ms)`).join('; ')}`,
+        `[crash] ${executions} workflow runs (7 shard consumers and the stream consumer, with continue-as-new); timeouts in their histories: ${[...timeoutKinds].map(([kind, { count, maxMs }]) => `${kind} ×${count} (max ${maxMs} ms)`).join('; ')}`,
         ...stalls.map((line) => `[crash]   stall: ${line}`),
       ].join('\n'),
     );
