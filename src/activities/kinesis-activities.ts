@@ -17,7 +17,7 @@ import type {
 } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { deaggregateRecords } from '../kinesis/deaggregate';
-import { inHashKeyRange } from '../kinesis/hash-key';
+import { hashKeyRangeFilter } from '../kinesis/hash-key';
 import { comparePositions, type ExtendedSequenceNumber } from '../positions';
 import type { KinesisRecord } from '../record-processor';
 import { kinesisFailure } from './aws-failures';
@@ -153,6 +153,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
       if (host.isDraining) {
         throw ApplicationFailure.create({
           type: FailureType.WorkerDraining,
+          category: 'BENIGN',
           message: `this worker is shutting down; shard ${input.ref.shardId} moves to another worker`,
           nonRetryable: true,
         });
@@ -174,6 +175,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
         let bytes = 0;
         let droppedOutOfRange = 0;
         let droppedCheckpointed = 0;
+        let inRange: ReturnType<typeof hashKeyRangeFilter> | undefined;
         for (const record of userRecords) {
           if (input.skipUntil && comparePositions(record, input.skipUntil) <= 0) {
             droppedCheckpointed++;
@@ -183,7 +185,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
           if (
             record.subSequenceNumber !== undefined &&
             input.hashKeyRange &&
-            !inHashKeyRange(record, input.hashKeyRange)
+            !(inRange ??= hashKeyRangeFilter(input.hashKeyRange))(record)
           ) {
             droppedOutOfRange++;
             continue;

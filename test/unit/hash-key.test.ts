@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { hashKeyOf, inHashKeyRange, type HashKeyRange } from '../../src/kinesis/hash-key';
+import { hashKeyOf, hashKeyRangeFilter, inHashKeyRange, type HashKeyRange } from '../../src/kinesis/hash-key';
 
 const MAX_HASH_KEY = 2n ** 128n - 1n;
 const FULL_RANGE: HashKeyRange = { startingHashKey: '0', endingHashKey: MAX_HASH_KEY.toString() };
@@ -108,5 +108,54 @@ describe('inHashKeyRange', () => {
       () => inHashKeyRange({ partitionKey: 'a' }, { startingHashKey: 'zero', endingHashKey: '1' }),
       RangeError,
     );
+  });
+});
+
+describe('hashKeyRangeFilter', () => {
+  const range = (start: bigint, end: bigint): HashKeyRange => ({
+    startingHashKey: start.toString(),
+    endingHashKey: end.toString(),
+  });
+
+  test('agrees with the hash key of every record, at and around the ends of many ranges', () => {
+    const records = [
+      ...Array.from({ length: 200 }, (_, i) => ({ partitionKey: `key-${i}` })),
+      { partitionKey: 'é€🔑' },
+      { partitionKey: 'a', explicitHashKey: '12345' },
+    ];
+    for (const probe of records.slice(0, 20)) {
+      const hashKey = hashKeyOf(probe);
+      const ranges = [
+        range(hashKey, hashKey),
+        range(hashKey + 1n, MAX_HASH_KEY),
+        range(0n, hashKey - 1n),
+        range(0n, 2n ** 127n - 1n),
+        range(2n ** 127n, MAX_HASH_KEY),
+        range(2n ** 64n, 2n ** 64n + 2n ** 120n),
+      ];
+      for (const r of ranges) {
+        const filter = hashKeyRangeFilter(r);
+        for (const record of records) {
+          const expected =
+            BigInt(r.startingHashKey) <= hashKeyOf(record) && hashKeyOf(record) <= BigInt(r.endingHashKey);
+          assert.equal(
+            filter(record),
+            expected,
+            `${JSON.stringify(record)} in ${r.startingHashKey}..${r.endingHashKey}`,
+          );
+        }
+      }
+    }
+  });
+
+  test('the whole key space accepts every record, and still rejects a malformed explicit hash key', () => {
+    const filter = hashKeyRangeFilter(FULL_RANGE);
+    assert.equal(filter({ partitionKey: 'a' }), true);
+    assert.equal(filter({ partitionKey: 'a', explicitHashKey: MAX_HASH_KEY.toString() }), true);
+    assert.throws(() => filter({ partitionKey: 'a', explicitHashKey: '-1' }), RangeError);
+  });
+
+  test('rejects a malformed range when it is built', () => {
+    assert.throws(() => hashKeyRangeFilter({ startingHashKey: '0', endingHashKey: 'max' }), RangeError);
   });
 });

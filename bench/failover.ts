@@ -1,0 +1,317 @@
+/**
+ * 4. Failover: a shard under steady load, two worker processes; SIGKILL the one holding the shard and time until the
+ * shard's next batch is processed by the other. Each trial then starts a replacement worker, so two are always running.
+ * Measured with the library's defaults and with the settings this benchmark recommends.
+ */
+import type { Duration } from '@temporalio/common';
+import { shardConsumerWorkflowId } from '../src/ids';
+import type { ShardConsumerOptions } from '../src/options';
+import { shardConsumerWorkflow, stopSignal } from '../src/workflows/shard-consumer';
+import type { WorkerChild } from './lib/children';
+import type { BenchContext } from './lib/context';
+import { createStream, deleteStream, prefill, RateProducer, uniqueName } from './lib/kinesis';
+import { lastWorkflowWorker, replayAfter, timelineBetween, timeoutsBetween, type TimeoutEvent } from './lib/history';
+import type { BatchReport } from './lib/protocol';
+import { max, median, round } from './lib/stats';
+
+const RATE = 20;
+/** Batches before a kill in the long-history scenario: a run continues as new at ~4000 history events (~400 batches: Temporal suggests it), so this is close to the longest history a worker replays. */
+const LONG_HISTORY_BATCHES = 370;
+const RECORD_BYTES = 100;
+
+export interface FailoverSettings {
+  name: string;
+  shardOptions: Pick<
+    ShardConsumerOptions,
+    'heartbeatTimeoutMs' | 'workerScheduleToStartTimeoutMs' | 'maxBatchesPerRun'
+  >;
+  /** createKclWorker's stickyQueueScheduleToStartTimeoutMs; undefined: the library default (2000). */
+  stickyQueueScheduleToStartTimeoutMs?: number;
+  /** The shard consumer's workflow task timeout; undefined: Temporal's default (10 s). */
+  workflowTaskTimeout?: Duration;
+}
+
+export const DEFAULT_SETTINGS: FailoverSettings = { name: 'library defaults', shardOptions: {} };
+
+/**
+ * What this benchmark recommends. A dead worker is noticed by whichever timeout its shard is waiting on: the sticky
+ * queue's (the workflow task after the idle timer; cheap when it fires spuriously: another worker replays the history,
+ * the shard stays where it is), then the pinned queue's schedule-to-start (a spurious one moves the shard: processor
+ * re-initialized, batch read again), the heartbeat timeout (a read or batch in flight) or the workflow task timeout (a
+ * workflow task in flight on the dead worker). Hence: sticky short, schedule-to-start a little longer, heartbeat and
+ * workflow task timeouts bounded to a few seconds; and shorter runs, since the worker that takes the workflow over
+ * replays the current run's history first (a run continues as new at ~4000 events by Temporal's suggestion, ~2.5 s of
+ * replay on this machine).
+ */
+export const RECOMMENDED_SETTINGS: FailoverSettings = {
+  name: 'recommended',
+  // Shorter runs: the worker taking a shard over replays the current run first (~0.65 ms per event here).
+  shardOptions: { heartbeatTimeoutMs: 2_000, workerScheduleToStartTimeoutMs: 1_000, maxBatchesPerRun: 100 },
+  stickyQueueScheduleToStartTimeoutMs: 500,
+  workflowTaskTimeout: '3s',
+};
+
+/** Other candidates, for exploring (`--failover-sets`). */
+export const CANDIDATE_SETTINGS: FailoverSettings[] = [
+  DEFAULT_SETTINGS,
+  RECOMMENDED_SETTINGS,
+  {
+    name: 'aggressive',
+    shardOptions: { heartbeatTimeoutMs: 1_000, workerScheduleToStartTimeoutMs: 500 },
+    stickyQueueScheduleToStartTimeoutMs: 500,
+    workflowTaskTimeout: '2s',
+  },
+  {
+    name: 'fast',
+    shardOptions: { heartbeatTimeoutMs: 2_000, workerScheduleToStartTimeoutMs: 500 },
+    stickyQueueScheduleToStartTimeoutMs: 500,
+    workflowTaskTimeout: '3s',
+  },
+  {
+    name: 'timeouts only (sticky and workflow task at defaults)',
+    shardOptions: { heartbeatTimeoutMs: 2_000, workerScheduleToStartTimeoutMs: 1_000 },
+  },
+  {
+    name: 'conservative',
+    shardOptions: { heartbeatTimeoutMs: 3_000, workerScheduleToStartTimeoutMs: 2_000 },
+    stickyQueueScheduleToStartTimeoutMs: 1_000,
+    workflowTaskTimeout: '5s',
+  },
+];
+
+export interface FailoverResult {
+  settings: {
+    name: string;
+    heartbeatTimeoutMs: number;
+    workerScheduleToStartTimeoutMs: number;
+    stickyQueueScheduleToStartTimeoutMs: number;
+    workflowTaskTimeout: string;
+  };
+  emulator: string;
+  ratePerSec: number;
+  trials: number;
+  /** SIGKILL → the shard's next batch processed by the other worker (ms), per trial. */
+  failoverMs: number[];
+  /**
+   * Per trial: the timeouts Temporal recorded between the kill and the recovery (what the failover waited for), the
+   * length of the run's history at the kill, and how long the worker taking over took to replay it.
+   */
+  trialDetails: {
+    failoverMs: number;
+    timeouts: TimeoutEvent[];
+    historyEventsAtKill: number;
+    replayMs: number;
+    /** The killed worker also ran the workflow (its sticky cache): the other worker replays the history first. */
+    killedWorkflowWorker: boolean;
+  }[];
+  /** Where in the consumer's life the kills landed. */
+  scenario: string;
+  maxBatchesPerRun: number;
+  p50Ms: number;
+  maxMs: number;
+}
+
+interface Event {
+  worker: WorkerChild;
+  batch: BatchReport;
+}
+
+/** Where in a consumer's life the kills land. */
+interface Scenario {
+  name: string;
+  trials: number;
+  /** Records per second while the trials run. */
+  rate: number;
+  /**
+   * Records pre-filled and consumed one per batch (maxRecords 1) before the trials, to build a long history: a worker
+   * that takes a shard over replays the current run's whole history first.
+   */
+  historyBatches?: number;
+  maxBatchesPerRun?: number;
+}
+
+async function measureSettings(
+  context: BenchContext,
+  settings: FailoverSettings,
+  scenario: Scenario,
+): Promise<FailoverResult> {
+  const { trials } = scenario;
+  const taskQueue = uniqueName('bench-failover');
+  const { streamName, shards } = await createStream(context.kinesis, 1, 'bench-failover');
+  const shard = shards[0]!;
+  const applicationName = uniqueName('app-failover');
+  await context.createLeaseTable(applicationName);
+  const events: Event[] = [];
+  const workers: WorkerChild[] = [];
+  const startWorker = async () => {
+    const worker = await context.startWorker({
+      name: 'failover-worker',
+      processorMode: 'count',
+      taskQueue,
+      ...(settings.stickyQueueScheduleToStartTimeoutMs !== undefined
+        ? { stickyQueueScheduleToStartTimeoutMs: settings.stickyQueueScheduleToStartTimeoutMs }
+        : {}),
+    });
+    worker.onMessage((message) => {
+      if (message.type === 'batch' && message.applicationName === applicationName && message.records > 0) {
+        events.push({ worker, batch: message });
+      }
+    });
+    workers.push(worker);
+    return worker;
+  };
+  const waitForEvent = async (predicate: (event: Event) => boolean, timeoutMs: number): Promise<Event> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = events.find(predicate);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`failover: no batch on the other worker within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const producer = new RateProducer(context.kinesis, streamName, shards, scenario.rate, RECORD_BYTES);
+  const failoverMs: number[] = [];
+  const trialDetails: FailoverResult['trialDetails'] = [];
+  try {
+    // Long history: one worker runs the workflow and the shard until the history is built, so the kill takes both.
+    await Promise.all(scenario.historyBatches ? [startWorker()] : [startWorker(), startWorker()]);
+    if (scenario.historyBatches) {
+      await prefill(context.kinesis, streamName, { kind: 'plain', recordBytes: RECORD_BYTES }, scenario.historyBatches);
+    } else {
+      producer.start();
+    }
+    const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+      taskQueue,
+      workflowId: shardConsumerWorkflowId(applicationName, streamName, shard.shardId),
+      ...(settings.workflowTaskTimeout !== undefined ? { workflowTaskTimeout: settings.workflowTaskTimeout } : {}),
+      args: [
+        {
+          applicationName,
+          streamName,
+          shardId: shard.shardId,
+          processor: 'bench',
+          parentShardIds: [],
+          hashKeyRange: shard.hashKeyRange,
+          options: {
+            initialPosition: 'TRIM_HORIZON',
+            ...settings.shardOptions,
+            ...(scenario.historyBatches ? { maxRecords: 1 } : {}),
+            ...(scenario.maxBatchesPerRun ? { maxBatchesPerRun: scenario.maxBatchesPerRun } : {}),
+          },
+        },
+      ],
+    });
+    if (scenario.historyBatches) {
+      // One record per batch: the history grows by a batch's events per record.
+      const total = () => events.reduce((sum, event) => sum + event.batch.records, 0);
+      const deadline = Date.now() + 300_000;
+      while (total() < scenario.historyBatches) {
+        if (Date.now() > deadline)
+          throw new Error(`failover: ${total()} of ${scenario.historyBatches} records consumed`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await startWorker();
+      producer.start();
+    }
+    for (let trial = 0; trial < trials; trial++) {
+      // Steady state: the shard has been delivering batches for a while on one worker.
+      const settledFrom = Date.now();
+      await waitForEvent((event) => event.batch.at > settledFrom + 2_000, 60_000);
+      // A random phase, so kills land anywhere in the consumer's read/process/idle cycle.
+      await new Promise((r) => setTimeout(r, Math.random() * 1_000));
+      const historyEventsAtKill = Number((await handle.describe()).historyLength);
+      const holder = events.at(-1)!.worker;
+      const killedAt = Date.now();
+      await holder.kill('SIGKILL');
+      const next = await waitForEvent((event) => event.worker !== holder && event.batch.at > killedAt, 120_000);
+      failoverMs.push(next.batch.at - killedAt);
+      const waitedFor = await timeoutsBetween(handle, killedAt, next.batch.at).catch(() => []);
+      const replayMs = await replayAfter(handle, killedAt).catch(() => Number.NaN);
+      const workflowWorker = await lastWorkflowWorker(handle, killedAt).catch(() => undefined);
+      const killedWorkflowWorker = workflowWorker !== undefined && holder.workerQueue.endsWith(`@${workflowWorker}`);
+      trialDetails.push({
+        failoverMs: next.batch.at - killedAt,
+        timeouts: waitedFor,
+        historyEventsAtKill,
+        replayMs,
+        killedWorkflowWorker,
+      });
+      if (process.env.BENCH_DEBUG_FAILOVER) {
+        const lines = await timelineBetween(handle, killedAt, next.batch.at);
+        context.log(`  killed ${holder.workerQueue}:\n${lines.join('\n')}`);
+      }
+      context.log(
+        `  ${settings.name}${scenario.name ? `, ${scenario.name}` : ''}: trial ${trial + 1}: ${next.batch.at - killedAt} ms ` +
+          `(history ${historyEventsAtKill} events, ${killedWorkflowWorker ? `workflow worker killed too, replayed in ${replayMs} ms` : 'workflow ran on the other worker'})` +
+          (waitedFor.length > 0
+            ? ` (timeouts: ${waitedFor.map((t) => `${t.what} ${t.timeoutType} at +${t.atMs} ms`).join(', ')})`
+            : ''),
+      );
+      workers.splice(workers.indexOf(holder), 1);
+      // Two workers again for the next trial.
+      if (trial + 1 < trials) await startWorker();
+    }
+    await handle.signal(stopSignal);
+    await Promise.race([
+      handle.result(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('consumer did not stop within 60 s')), 60_000)),
+    ]).catch(async (error: unknown) => {
+      context.log(`  ${settings.name}: ${String(error)}; terminating`);
+      await handle.terminate('benchmark cleanup').catch(() => undefined);
+    });
+  } finally {
+    await producer.stop();
+    await Promise.all(workers.map((worker) => worker.stop()));
+    await deleteStream(context.kinesis, streamName);
+  }
+  const result: FailoverResult = {
+    settings: {
+      name: settings.name,
+      heartbeatTimeoutMs: settings.shardOptions.heartbeatTimeoutMs ?? 5_000,
+      workerScheduleToStartTimeoutMs: settings.shardOptions.workerScheduleToStartTimeoutMs ?? 5_000,
+      stickyQueueScheduleToStartTimeoutMs: settings.stickyQueueScheduleToStartTimeoutMs ?? 2_000,
+      workflowTaskTimeout: String(settings.workflowTaskTimeout ?? '10s'),
+    },
+    emulator: context.stack.kinesisEmulator,
+    scenario: scenario.name || 'steady load',
+    maxBatchesPerRun: scenario.maxBatchesPerRun ?? settings.shardOptions.maxBatchesPerRun ?? 500,
+    ratePerSec: scenario.rate,
+    trials: failoverMs.length,
+    failoverMs,
+    trialDetails,
+    p50Ms: round(median(failoverMs), 0),
+    maxMs: round(max(failoverMs), 0),
+  };
+  context.log(
+    `  ${settings.name}${scenario.name ? `, ${scenario.name}` : ''}: p50 ${result.p50Ms} ms, max ${result.maxMs} ms over ${result.trials} trials`,
+  );
+  return result;
+}
+
+export async function measureFailover(context: BenchContext): Promise<FailoverResult[]> {
+  const { quick } = context.settings;
+  const trials = context.settings.failoverTrials ?? (quick ? 1 : 6);
+  const names = context.settings.failoverSets;
+  const sets = names
+    ? CANDIDATE_SETTINGS.filter((candidate) => names.some((name) => candidate.name.startsWith(name)))
+    : [DEFAULT_SETTINGS, RECOMMENDED_SETTINGS];
+  const results: FailoverResult[] = [];
+  for (const settings of sets) {
+    results.push(await measureSettings(context, settings, { name: '', trials, rate: RATE }));
+  }
+  if (names ? names.includes('long-history') : !quick) {
+    // Late in a long run: the worker taking over replays ~5000 events first, unless runs are kept short.
+    for (const maxBatchesPerRun of [500, 100]) {
+      results.push(
+        await measureSettings(context, RECOMMENDED_SETTINGS, {
+          name: `after ${LONG_HISTORY_BATCHES} one-record batches, maxBatchesPerRun ${maxBatchesPerRun}`,
+          trials: 1,
+          rate: 2,
+          historyBatches: LONG_HISTORY_BATCHES,
+          maxBatchesPerRun,
+        }),
+      );
+    }
+  }
+  return results;
+}

@@ -1,0 +1,125 @@
+/**
+ * A temporal-kcl worker in a process of its own, for the benchmark: it can be measured (CPU seconds, peak RSS) and
+ * killed (SIGKILL) on its own. Its record processor is a no-op that counts records and bytes, checkpoints the end of
+ * every batch, and reports each batch to the parent over IPC. Its AWS clients count the commands they send.
+ *
+ * Usage (the benchmark does this): node --import tsx bench/worker-process.ts '<WorkerChildConfig as JSON>'
+ *
+ * It exits when the parent goes away (the IPC channel closes), so it never outlives the benchmark.
+ */
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../src/aws/clients';
+import type { RecordProcessorFactory } from '../src/record-processor';
+import { createKclWorker } from '../src/worker';
+import { workflowBundle } from '../test/helpers/bundle';
+import { countCommands } from './lib/command-counter';
+import type { WorkerChildCommand, WorkerChildConfig, WorkerChildMessage } from './lib/protocol';
+
+const commands: Record<string, number> = {};
+
+function send(message: WorkerChildMessage): void {
+  process.send?.(message);
+}
+
+/** Reads the put time (13 ASCII digits, epoch ms) that starts a record's data; NaN if there is none. */
+function putTime(data: Uint8Array): number {
+  if (data.length < 13) return Number.NaN;
+  let value = 0;
+  for (let i = 0; i < 13; i++) {
+    const digit = data[i]! - 48;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+function benchProcessor(config: WorkerChildConfig): RecordProcessorFactory {
+  return ({ applicationName, streamName, shardId }) => ({
+    initialize() {
+      send({ type: 'initialize', applicationName, streamName, shardId, at: Date.now() });
+    },
+    async processRecords({ records, checkpointer }) {
+      const at = Date.now();
+      let bytes = 0;
+      let lagMaxMs = 0;
+      let lagSumMs = 0;
+      for (const record of records) {
+        bytes += record.data.byteLength;
+        if (config.processorMode === 'lag') {
+          const lag = at - putTime(record.data);
+          if (lag > lagMaxMs) lagMaxMs = lag;
+          lagSumMs += lag;
+        }
+      }
+      if (records.length > 0) await checkpointer.checkpoint();
+      send({
+        type: 'batch',
+        applicationName,
+        streamName,
+        shardId,
+        records: records.length,
+        bytes,
+        at,
+        ...(config.processorMode === 'lag' ? { lagMaxMs, lagSumMs } : {}),
+      });
+    },
+    async shutdown(input) {
+      send({ type: 'shutdown', applicationName, streamName, shardId, reason: input.reason, at: Date.now() });
+      if (input.checkpointer) await input.checkpointer.checkpoint();
+    },
+  });
+}
+
+async function main(): Promise<void> {
+  const raw = process.argv[2];
+  if (!raw) throw new Error('usage: worker-process.ts <config as JSON>');
+  const config = JSON.parse(raw) as WorkerChildConfig;
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const aws = {
+    region: 'us-east-1',
+    kinesisEndpoint: config.kinesisEndpoint,
+    dynamoDbEndpoint: config.dynamoDbEndpoint,
+    credentials: EMULATOR_CREDENTIALS,
+    // As createKclWorker does: activities retry through Temporal retry policies, not inside the SDK.
+    maxAttempts: 1,
+  };
+  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const worker = await createKclWorker({
+    connection,
+    namespace: config.namespace,
+    taskQueue: config.taskQueue,
+    processors: { bench: benchProcessor(config) },
+    aws: {
+      kinesis: countCommands(createKinesisClient(aws), commands),
+      dynamoDb: countCommands(createDynamoDbClient(aws), commands),
+    },
+    workflowBundle: await workflowBundle(),
+    ...(config.stickyQueueScheduleToStartTimeoutMs !== undefined
+      ? { stickyQueueScheduleToStartTimeoutMs: config.stickyQueueScheduleToStartTimeoutMs }
+      : {}),
+    shutdownGraceTimeMs: 2_000,
+  });
+  const stop = () => {
+    void worker.shutdown();
+    // Never linger: a shutdown that takes too long ends with the process.
+    setTimeout(() => process.exit(0), 5_000).unref();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  // The parent went away (even killed): stop too.
+  process.once('disconnect', stop);
+  process.on('message', (message: WorkerChildCommand) => {
+    if (message.type === 'stop') stop();
+    else if (message.type === 'calls') send({ type: 'calls', requestId: message.requestId, commands: { ...commands } });
+  });
+  const running = worker.run();
+  send({ type: 'ready', workerQueue: worker.workerQueue, pid: process.pid });
+  await running;
+  await connection.close();
+  process.exit(0);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
