@@ -1,6 +1,6 @@
 /**
  * The baseline the benchmark compares temporal-kcl with: a plain AWS-SDK loop, GetShardIterator(TRIM_HORIZON) then
- * GetRecords → deaggregateRecords until every record is read, with the same Kinesis client temporal-kcl's worker uses
+ * GetRecords → deaggregateRecords (and, if asked, the hash-key range check temporal-kcl makes) until every record is read, with the same Kinesis client temporal-kcl's worker uses
  * (createKinesisClient) and the same de-aggregation. It runs in a process of its own, as the worker does, so both read
  * the in-process emulator of the benchmark from another process.
  *
@@ -9,6 +9,7 @@
 import { GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-kinesis';
 import { createKinesisClient, EMULATOR_CREDENTIALS } from '../src/aws/clients';
 import { deaggregateRecords } from '../src/kinesis/deaggregate';
+import { hashKeyRangeFilter } from '../src/kinesis/hash-key';
 import type { RawReaderMessage, RawReadRequest, RawReadResult, StackEndpoints } from './lib/protocol';
 
 function send(message: RawReaderMessage): void {
@@ -49,8 +50,12 @@ async function main(): Promise<void> {
       calls++;
       const batch = await deaggregateRecords(response.Records ?? []);
       if (batch.failures.length > 0) throw new Error(`de-aggregation failed: ${batch.failures[0]?.error}`);
-      for (const record of batch.records) bytes += record.data.byteLength;
-      records += batch.records.length;
+      const inRange = request.hashKeyRange ? hashKeyRangeFilter(request.hashKeyRange) : undefined;
+      for (const record of batch.records) {
+        if (inRange && record.subSequenceNumber !== undefined && !inRange(record)) continue;
+        bytes += record.data.byteLength;
+        records++;
+      }
       if (firstBatchMs === 0 && records > 0) {
         firstBatchMs = Date.now() - started;
         firstBatchRecords = records;

@@ -95,6 +95,12 @@ export interface ThroughputResult {
   steadyStateRatioPrefetchOff: number;
   /** temporal-kcl with prefetch reads at least Kinesis' 2 MiB/s per shard read quota. */
   keepsUpWithKinesisShard: boolean;
+  /**
+   * On a shard of part of the key space: the raw loop doing the same hash-key range check temporal-kcl (and Java KCL)
+   * make on every user record of an aggregate, and temporal-kcl ÷ that loop (the consumer's own overhead).
+   */
+  rawWithRangeCheck?: VariantFigures;
+  throughputRatioVsRangeCheckedRaw?: number;
 }
 
 function rate(
@@ -167,7 +173,9 @@ export async function measureThroughput(context: BenchContext): Promise<Throughp
         `  ${testCase.name}: ${kinesisRecords} Kinesis records (${userRecords} user records, ${round(userBytes / MIB, 1)} MiB) pre-filled in ${Date.now() - filledAt} ms; maxRecords ${maxRecords}`,
       );
 
+      const checksRange = testCase.payload.kind === 'kpl' && testCase.payload.lowerHalf;
       const runs = {
+        rawChecked: [] as RateFigures[],
         raw: [] as RateFigures[],
         on: [] as (RateFigures & ShardRunResult)[],
         off: [] as (RateFigures & ShardRunResult)[],
@@ -182,6 +190,16 @@ export async function measureThroughput(context: BenchContext): Promise<Throughp
           });
           if (result.records !== userRecords) throw new Error(`raw reader read ${result.records} of ${userRecords}`);
           runs.raw.push(rate(result, result.cpuMs / 1000));
+          if (!checksRange) return;
+          const checked = await raw.read({
+            streamName,
+            shardId: shard.shardId,
+            expectedRecords: userRecords,
+            limit: maxRecords,
+            hashKeyRange: shard.hashKeyRange,
+          });
+          if (checked.records !== userRecords) throw new Error(`raw reader read ${checked.records} of ${userRecords}`);
+          runs.rawChecked.push(rate(checked, checked.cpuMs / 1000));
         },
         on: async () => runs.on.push(await kclRun(true)),
         off: async () => runs.off.push(await kclRun(false)),
@@ -246,6 +264,12 @@ export async function measureThroughput(context: BenchContext): Promise<Throughp
         steadyStateRatio: round(bestSteady(on.runs) / bestSteady(runs.raw), 3),
         steadyStateRatioPrefetchOff: round(bestSteady(off.runs) / bestSteady(runs.raw), 3),
         keepsUpWithKinesisShard: on.best.mibPerSec >= KINESIS_SHARD_READ_MIB_PER_SEC,
+        ...(runs.rawChecked.length > 0
+          ? {
+              rawWithRangeCheck: { runs: runs.rawChecked, best: best(runs.rawChecked) },
+              throughputRatioVsRangeCheckedRaw: round(on.best.recordsPerSec / best(runs.rawChecked).recordsPerSec, 3),
+            }
+          : {}),
       };
       context.log(
         `  ${testCase.name}: raw ${rawBest.recordsPerSec} rec/s ${rawBest.mibPerSec} MiB/s; ` +

@@ -41,8 +41,8 @@ export interface KclWorkerOptions {
   cache?: BatchCacheOptions;
   /**
    * How long a workflow task waits for this worker's sticky queue before any worker may take it: a dead worker's
-   * shards move on after this much.
-   * @default 2000
+   * shards move on after this much. Too short only costs a replay of the run's history on another worker.
+   * @default 500
    */
   stickyQueueScheduleToStartTimeoutMs?: number;
   /**
@@ -134,7 +134,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     identity,
     activities,
     ...workflowCode(options.workflowBundle),
-    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 2_000,
+    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 500,
     shutdownGraceTime,
     ...dataConverter,
     ...options.workerOptions,

@@ -65,6 +65,8 @@ export interface RawReadRequest {
   expectedRecords: number;
   /** GetRecords `Limit`. */
   limit: number;
+  /** Also drop user records of aggregates outside this range, as temporal-kcl (and Java KCL) do. */
+  hashKeyRange?: { startingHashKey: string; endingHashKey: string };
 }
 
 export interface RawReadResult {

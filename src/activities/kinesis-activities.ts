@@ -40,6 +40,8 @@ export interface GetRecordsInput {
   hashKeyRange?: HashKeyRange;
   /** Drop user records at or before this position (resuming after a sub-sequence checkpoint). */
   skipUntil?: ExtendedSequenceNumber;
+  /** Least time since this worker's previous GetRecords on the shard (Kinesis allows 5 reads/s per shard). @default 0 */
+  minIntervalMs?: number;
 }
 
 /** How many de-aggregation failures a batch summary lists by sequence number (all are counted). */
@@ -104,6 +106,14 @@ export async function listAllShards(
 
 /** Activities that read Kinesis. `getRecords` runs on the worker the shard is pinned to and keeps the batch there. */
 export function createKinesisActivities({ kinesis, cache, host }: KinesisActivityDeps) {
+  /** When this worker last started a GetRecords call, per shard: reads are paced, not just backed off after a throttle. */
+  const lastRead = new Map<string, number>();
+  const pace = async (ref: ShardRef, minIntervalMs: number | undefined) => {
+    const key = `${ref.applicationName}/${ref.streamName}/${ref.shardId}`;
+    const wait = (lastRead.get(key) ?? 0) + (minIntervalMs ?? 0) - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    lastRead.set(key, Date.now());
+  };
   return {
     /** The shard's parents and hash-key range, from ListShards. */
     async describeShard(input: { streamName: string; shardId: string }): Promise<ShardDescription> {
@@ -160,6 +170,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
       }
       return withHeartbeats(async () => {
         const metrics = shardMetrics(input.ref);
+        await pace(input.ref, input.minIntervalMs);
         const readAt = Date.now();
         let response;
         try {

@@ -41,6 +41,8 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   shardOptions?: ShardConsumerOptions;
   /** @default 10000 */
   shardSyncIntervalMs?: number;
+  /** Workflow task timeout of the shard consumers (see StreamConsumerInput). @default 5000 */
+  shardWorkflowTaskTimeoutMs?: number;
   /**
    * Tag the workflows with the KclApplication/KclStream/KclShard/KclState search attributes, so the Temporal UI can list
    * and filter them. They must be registered on the namespace (the dev stack does; see the README for production).
@@ -90,6 +92,15 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
       `shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`,
     );
   }
+  const taskTimeoutMs = options.shardWorkflowTaskTimeoutMs;
+  if (
+    taskTimeoutMs !== undefined &&
+    (!Number.isInteger(taskTimeoutMs) || taskTimeoutMs < 1_000 || taskTimeoutMs > 120_000)
+  ) {
+    throw new InvalidConfigError(
+      `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(taskTimeoutMs)}`,
+    );
+  }
   const tableName = options.tableName ?? defaultTableName(applicationName);
   const tableProblem = leaseTableNameProblem(tableName);
   if (tableProblem) throw new InvalidConfigError(tableProblem);
@@ -100,6 +111,9 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
     tableName,
     ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
     ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
+    ...(options.shardWorkflowTaskTimeoutMs !== undefined
+      ? { shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs }
+      : {}),
   };
 }
 

@@ -67,10 +67,17 @@ export function hashKeyRangeFilter(
   }
   const startBytes = toBytes(start);
   const endBytes = toBytes(end);
+  // A batch's user records often share partition keys (a KPL aggregate has a table of them): hash each key once.
+  const byKey = new Map<string, boolean>();
   return (record) => {
     if (record.explicitHashKey !== undefined) return inRange(record);
-    const digest = md5(record.partitionKey);
-    return Buffer.compare(startBytes, digest) <= 0 && Buffer.compare(digest, endBytes) <= 0;
+    let inside = byKey.get(record.partitionKey);
+    if (inside === undefined) {
+      const digest = md5(record.partitionKey);
+      inside = Buffer.compare(startBytes, digest) <= 0 && Buffer.compare(digest, endBytes) <= 0;
+      if (byKey.size < 100_000) byKey.set(record.partitionKey, inside);
+    }
+    return inside;
   };
 }
 

@@ -19,6 +19,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { GetRecordsInput } from '../activities';
 import type {
   BatchSummary,
   ChildShard,
@@ -439,6 +440,16 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     return { records: outcome.deadLettered, bytes: outcome.deadLetteredBytes };
   }
 
+  /** What one GetRecords call needs: the iterator, and what to drop from what it returns. */
+  const readInput = (iterator: string, skipUntil: ExtendedSequenceNumber | undefined): GetRecordsInput => ({
+    ref,
+    iterator,
+    maxRecords: options.maxRecords,
+    minIntervalMs: options.minTimeBetweenReadsMs,
+    ...(c.hashKeyRange ? { hashKeyRange: c.hashKeyRange } : {}),
+    ...(skipUntil ? { skipUntil } : {}),
+  });
+
   // ---- The loop. ----
   setState(ConsumerState.PROCESSING);
   let pending: { pinId: string; read: Promise<BatchSummary> } | undefined;
@@ -476,13 +487,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
       const read =
         pending && pending.pinId === p.id
           ? pending.read
-          : activities.read.getRecords({
-              ref,
-              iterator: c.iterator,
-              maxRecords: options.maxRecords,
-              ...(c.hashKeyRange ? { hashKeyRange: c.hashKeyRange } : {}),
-              ...(c.skipUntil ? { skipUntil: c.skipUntil } : {}),
-            });
+          : activities.read.getRecords(readInput(c.iterator, c.skipUntil));
       pending = undefined;
       batch = await read;
     } catch (error) {
@@ -505,13 +510,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     const willIdle = batch.kinesisRecordCount === 0 && batch.millisBehindLatest < idleMs;
     if (options.prefetch && !atShardEnd && !willIdle && batchesThisRun + 1 < options.maxBatchesPerRun) {
       // Prefetch: read the next batch while this one is processed (delivery order is unchanged).
-      const read = activities.read.getRecords({
-        ref,
-        iterator: batch.nextIterator!,
-        maxRecords: options.maxRecords,
-        ...(c.hashKeyRange ? { hashKeyRange: c.hashKeyRange } : {}),
-        ...(skipAfter(c.skipUntil, batch) ? { skipUntil: skipAfter(c.skipUntil, batch) } : {}),
-      });
+      const read = activities.read.getRecords(readInput(batch.nextIterator!, skipAfter(c.skipUntil, batch)));
       read.catch(() => undefined);
       pending = { pinId: p.id, read };
     }

@@ -58,6 +58,12 @@ export interface StreamConsumerInput {
    * @default 10000
    */
   shardSyncIntervalMs?: number;
+  /**
+   * Workflow task timeout of the shard consumers: when a worker dies in the middle of a workflow task, the task moves
+   * to another worker after this long. Shorter fails over faster; too short times out tasks on an overloaded worker.
+   * @default 5000
+   */
+  shardWorkflowTaskTimeoutMs?: number;
   /** Set by continue-as-new, never by callers. */
   cursor?: StreamCursor;
 }
@@ -103,6 +109,12 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   const syncIntervalMs = input.shardSyncIntervalMs ?? 10_000;
   if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 100) {
     throw invalid(`shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`);
+  }
+  const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? 5_000;
+  if (!Number.isInteger(workflowTaskTimeoutMs) || workflowTaskTimeoutMs < 1_000 || workflowTaskTimeoutMs > 120_000) {
+    throw invalid(
+      `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(workflowTaskTimeoutMs)}`,
+    );
   }
   const { applicationName, streamName } = input;
   const tableName = input.tableName ?? defaultTableName(applicationName);
@@ -193,6 +205,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
         taskQueue: info.taskQueue,
         // Shard consumers outlive this workflow's runs (continue-as-new) and are stopped by signal, not by closing.
         parentClosePolicy: ParentClosePolicy.ABANDON,
+        workflowTaskTimeout: workflowTaskTimeoutMs,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
         staticSummary: `Kinesis shard ${shard.shardId} of stream ${streamName} (application ${applicationName})`,
         staticDetails: [
