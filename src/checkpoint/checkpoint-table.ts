@@ -14,7 +14,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HashKeyRange } from '../consumer-types';
 import {
-  type AttributeValue,
   BatchGetItemCommand,
   CreateTableCommand,
   DescribeTableCommand,
@@ -33,46 +32,19 @@ import {
   LeaseTableMissingError,
   LeaseTableSchemaError,
 } from '../errors';
-import { type Checkpoint, isSentinel, isSequenceNumber } from '../positions';
+import {
+  A,
+  checkpointValue,
+  type Item,
+  key,
+  type Lease,
+  parseLease,
+  requireCounter,
+  requireNonEmpty,
+} from './lease-item';
+import { type Checkpoint, isSequenceNumber } from '../positions';
 
-/** Java KCL's attribute names (`DynamoDBLeaseSerializer`). */
-const A = {
-  leaseKey: 'leaseKey',
-  leaseOwner: 'leaseOwner',
-  leaseCounter: 'leaseCounter',
-  checkpoint: 'checkpoint',
-  checkpointSubSequenceNumber: 'checkpointSubSequenceNumber',
-  ownerSwitchesSinceCheckpoint: 'ownerSwitchesSinceCheckpoint',
-  parentShardId: 'parentShardId',
-  childShardIds: 'childShardIds',
-  startingHashKey: 'startingHashKey',
-  endingHashKey: 'endingHashKey',
-} as const;
-
-type Item = Record<string, AttributeValue>;
-
-/** The range of hash keys a shard covers, as decimal strings. */
-export type { HashKeyRange };
-
-/** One item of the lease table: the state of one shard. */
-export interface Lease {
-  /** The shard id (`leaseKey`). */
-  shardId: string;
-  /** The consumer holding the shard (`leaseOwner`); absent when nobody does. */
-  owner?: string;
-  /** Fencing token (`leaseCounter`): every write increments it. 0 when the item has none. */
-  counter: number;
-  /** Where processing got to (`checkpoint` + `checkpointSubSequenceNumber`); absent before the first checkpoint. */
-  checkpoint?: Checkpoint;
-  /** Owner changes since the last checkpoint (`ownerSwitchesSinceCheckpoint`); 0 when absent. */
-  ownerSwitchesSinceCheckpoint: number;
-  /** `parentShardId` (a string set): the shard(s) that must reach SHARD_END before this one starts. */
-  parentShardIds: string[];
-  /** `childShardIds`: written with SHARD_END. */
-  childShardIds: string[];
-  /** `startingHashKey` / `endingHashKey`, when both are stored. */
-  hashKeyRange?: HashKeyRange;
-}
+export type { HashKeyRange, Lease };
 
 export interface CheckpointTableOptions {
   dynamoDb: DynamoDBClient;
@@ -517,116 +489,6 @@ export class CheckpointTable {
   private parse(item: Item): Lease {
     return parseLease(item, this.tableName);
   }
-}
-
-/** Reads a lease-table item the way Java KCL writes it. */
-function parseLease(item: Item, tableName: string): Lease {
-  const shardId = item[A.leaseKey]?.S;
-  if (shardId === undefined) {
-    throw new LeaseTableSchemaError(tableName, `an item has no string ${A.leaseKey}`, { attribute: A.leaseKey });
-  }
-  const bad = (attribute: string, what: string) =>
-    new LeaseTableSchemaError(tableName, `item ${shardId}: attribute ${attribute} ${what}`, { shardId, attribute });
-
-  const string = (attribute: string): string | undefined => {
-    const value = item[attribute];
-    if (value === undefined) return undefined;
-    if (value.S === undefined) throw bad(attribute, `is ${typeOf(value)}, expected S`);
-    return value.S;
-  };
-  const count = (attribute: string): number | undefined => {
-    const value = item[attribute];
-    if (value === undefined) return undefined;
-    if (value.N === undefined) throw bad(attribute, `is ${typeOf(value)}, expected N`);
-    const n = Number(value.N);
-    if (!Number.isSafeInteger(n) || n < 0) throw bad(attribute, `is ${value.N}, expected a non-negative integer`);
-    return n;
-  };
-  const stringSet = (attribute: string): string[] => {
-    const value = item[attribute];
-    if (value === undefined) return [];
-    if (value.SS === undefined) throw bad(attribute, `is ${typeOf(value)}, expected SS`);
-    return [...value.SS].sort();
-  };
-
-  const lease: Lease = {
-    shardId,
-    counter: count(A.leaseCounter) ?? 0,
-    ownerSwitchesSinceCheckpoint: count(A.ownerSwitchesSinceCheckpoint) ?? 0,
-    parentShardIds: stringSet(A.parentShardId),
-    childShardIds: stringSet(A.childShardIds),
-  };
-  const owner = string(A.leaseOwner);
-  if (owner !== undefined) lease.owner = owner;
-
-  const checkpoint = string(A.checkpoint);
-  const sub = count(A.checkpointSubSequenceNumber);
-  if (checkpoint !== undefined) {
-    if (isSentinel(checkpoint)) {
-      lease.checkpoint = checkpoint;
-    } else if (isSequenceNumber(checkpoint)) {
-      lease.checkpoint =
-        sub === undefined ? { sequenceNumber: checkpoint } : { sequenceNumber: checkpoint, subSequenceNumber: sub };
-    } else {
-      throw bad(
-        A.checkpoint,
-        `is '${checkpoint}', expected a decimal sequence number or TRIM_HORIZON, LATEST, AT_TIMESTAMP, SHARD_END`,
-      );
-    }
-  }
-
-  const startingHashKey = string(A.startingHashKey);
-  const endingHashKey = string(A.endingHashKey);
-  if (startingHashKey !== undefined && endingHashKey !== undefined)
-    lease.hashKeyRange = { startingHashKey, endingHashKey };
-  return lease;
-}
-
-/** The `checkpoint` and `checkpointSubSequenceNumber` values KCL stores for a checkpoint. */
-function checkpointValue(checkpoint: Checkpoint, shardId: string): { value: string; sub: number } {
-  if (typeof checkpoint === 'string') {
-    if (!isSentinel(checkpoint))
-      throw new InvalidLeaseRequestError(shardId, `checkpoint '${String(checkpoint)}' is not a sentinel`);
-    return { value: checkpoint, sub: 0 };
-  }
-  const { sequenceNumber, subSequenceNumber = 0 } = checkpoint;
-  if (typeof sequenceNumber !== 'string' || !isSequenceNumber(sequenceNumber)) {
-    throw new InvalidLeaseRequestError(
-      shardId,
-      `checkpoint sequence number '${String(sequenceNumber)}' is not decimal`,
-    );
-  }
-  if (!Number.isSafeInteger(subSequenceNumber) || subSequenceNumber < 0) {
-    throw new InvalidLeaseRequestError(
-      shardId,
-      `sub-sequence number ${subSequenceNumber} is not a non-negative integer`,
-    );
-  }
-  return { value: sequenceNumber, sub: subSequenceNumber };
-}
-
-function requireNonEmpty(value: string, what: string, shardId: string): void {
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new InvalidLeaseRequestError(shardId, `${what} must be a non-empty string`);
-  }
-}
-
-function requireCounter(counter: number, shardId: string): void {
-  if (!Number.isSafeInteger(counter) || counter < 0) {
-    throw new InvalidLeaseRequestError(shardId, `counter must be a non-negative integer, got ${counter}`);
-  }
-}
-
-function key(shardId: string): Item {
-  return { [A.leaseKey]: { S: shardId } };
-}
-
-function typeOf(value: AttributeValue): string {
-  return (
-    Object.keys(value).find(
-      (k) => k !== '$unknown' && (value as unknown as Record<string, unknown>)[k] !== undefined,
-    ) ?? '?'
-  );
 }
 
 function backoffMs(attempt: number): number {
