@@ -55,7 +55,8 @@ export async function measureCost(context: BenchContext): Promise<CostResult> {
         streamName,
         shard: shards[0]!,
         expectedRecords: records,
-        options: { initialPosition: 'TRIM_HORIZON', maxRecords: RECORDS_PER_BATCH },
+        // One run for the whole measurement: continue-as-new would split the history being measured.
+        options: { initialPosition: 'TRIM_HORIZON', maxRecords: RECORDS_PER_BATCH, maxBatchesPerRun: 10_000 },
         beforeStop: async (handle) => {
           // Every record delivered; let the last checkpoint land, then read the history (the run is still going).
           await new Promise((r) => setTimeout(r, 500));

@@ -74,8 +74,8 @@ function parseArgs(argv: string[]): Args {
           '  --repetitions <n>      throughput repetitions (default 3, quick 1)\n' +
           '  --scale-points <list>  shard counts of the scale measurement (default 1,4,16,64; quick 1,8)\n' +
           '  --failover-trials <n>  failover trials per settings (default 6, quick 2)\n' +
-          '  --failover-sets <list> failover settings by name: library defaults, recommended, aggressive, fast, timeouts only,\n' +
-          '                         conservative, long-history (default: library defaults,recommended, and in a full run\n' +
+          '  --failover-sets <list> failover settings by name: library defaults, relaxed, aggressive, fast, timeouts only,\n' +
+          '                         conservative, long-history (default: library defaults,relaxed, and in a full run\n' +
           '                         long-history)',
       );
       process.exit(0);

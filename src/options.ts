@@ -14,6 +14,12 @@ export const InitialPosition = {
 } as const;
 export type InitialPosition = (typeof InitialPosition)[keyof typeof InitialPosition];
 
+/**
+ * Workflow task timeout the stream consumer gives its shard consumers: a workflow task caught on a worker that dies
+ * moves to another worker after this long (Temporal's own default is 10 s).
+ */
+export const DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS = 5_000;
+
 /** What happens to a batch whose processing still fails after `processingRetry.maximumAttempts`. */
 export const FailureAction = {
   /** Keep the shard where it is: the consumer waits (state HALTED) until a `retryHalted` signal, nothing is skipped. */
@@ -54,9 +60,9 @@ export const shardConsumerOptionsSchema = z
       .default('LATEST'),
     initialPositionTimestamp: isoTimestamp.optional(),
     prefetch: z.boolean().default(true),
-    maxBatchesPerRun: z.number().int().min(1, 'maxBatchesPerRun must be at least 1').max(100_000).default(100),
+    maxBatchesPerRun: z.number().int().min(1, 'maxBatchesPerRun must be at least 1').max(100_000).default(50),
     processTimeoutMs: durationMs('processTimeoutMs', 1_000, 86_400_000).default(300_000),
-    heartbeatTimeoutMs: durationMs('heartbeatTimeoutMs', 500, 600_000).default(2_000),
+    heartbeatTimeoutMs: durationMs('heartbeatTimeoutMs', 500, 600_000).default(1_500),
     workerScheduleToStartTimeoutMs: durationMs('workerScheduleToStartTimeoutMs', 500, 600_000).default(1_000),
     minTimeBetweenReadsMs: durationMs('minTimeBetweenReadsMs', 0, 60_000).default(200),
     processingRetry: z
@@ -176,8 +182,9 @@ export interface ShardConsumerOptions {
   prefetch?: boolean;
   /**
    * Batches one workflow run handles before it continues as new (it also does when Temporal suggests it). A worker that
-   * takes a shard over replays the current run first, so shorter runs fail over faster.
-   * @default 100
+   * takes a shard over replays the current run first (about 1 ms per history event here), so shorter runs fail over
+   * faster; a run adds only a few events of its own.
+   * @default 50
    */
   maxBatchesPerRun?: number;
   /**
@@ -193,8 +200,9 @@ export interface ShardConsumerOptions {
   processTimeoutMs?: number;
   /**
    * A worker that stops heartbeating for this long while reading or processing a batch is presumed dead and the shard
-   * moves to another worker. (Heartbeats are sent for you; `processRecords` need not do anything.)
-   * @default 2000
+   * moves to another worker. Heartbeats are sent for you (every 400 ms at most); a `processRecords` that blocks the event
+   * loop for longer than this makes the shard move, so raise it for CPU-heavy processors.
+   * @default 1500
    */
   heartbeatTimeoutMs?: number;
   /**

@@ -65,6 +65,15 @@ export interface KclWorkerOptions {
   workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'activities'>>;
 }
 
+/** Default of {@link KclWorkerOptions.stickyQueueScheduleToStartTimeoutMs}. */
+export const DEFAULT_STICKY_QUEUE_TIMEOUT_MS = 500;
+
+/**
+ * Heartbeats go out at least this often (Temporal's own throttle is 80% of the heartbeat timeout, which leaves little
+ * room for a busy event loop before a live worker's task is presumed dead).
+ */
+const MAX_HEARTBEAT_THROTTLE_MS = 400;
+
 /** A running temporal-kcl worker. */
 export interface KclWorker {
   /** This process's own task queue. */
@@ -134,7 +143,8 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     identity,
     activities,
     ...workflowCode(options.workflowBundle),
-    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? 500,
+    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? DEFAULT_STICKY_QUEUE_TIMEOUT_MS,
+    maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_MS,
     shutdownGraceTime,
     ...dataConverter,
     ...options.workerOptions,
@@ -147,6 +157,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     activities,
     shutdownGraceTime,
     ...dataConverter,
+    maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_MS,
     // Each pinned shard has at most a read and a process in flight; slots must not be what delays them.
     maxConcurrentActivityTaskExecutions: 2_000,
   });

@@ -22,7 +22,7 @@ export interface BenchSettings {
   scalePoints?: number[];
   /** Failover trials per settings instead of the default. */
   failoverTrials?: number;
-  /** Names (prefixes) of the failover settings to measure instead of defaults and recommended. */
+  /** Names (prefixes) of the failover settings to measure instead of the library defaults and the relaxed settings. */
   failoverSets?: string[];
 }
 

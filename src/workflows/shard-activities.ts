@@ -87,6 +87,17 @@ export function initializeActivities(options: ResolvedShardConsumerOptions) {
  * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
  * polls its queue) or a heartbeat timeout (it died mid-call); the workflow then pins the shard elsewhere.
  */
+/**
+ * A task on a pinned worker that stops heartbeating means that worker is gone: retrying it would only wait again, on the
+ * dead worker's queue, for the schedule-to-start timeout. Temporal lets a retry policy name a timeout as non-retryable.
+ */
+const HEARTBEAT_TIMEOUT = 'TemporalTimeout:Heartbeat';
+
+const onPinnedWorker = (policy: RetryPolicy): RetryPolicy => ({
+  ...policy,
+  nonRetryableErrorTypes: [...(policy.nonRetryableErrorTypes ?? []), HEARTBEAT_TIMEOUT],
+});
+
 export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQueue: string, shardId: string) {
   const common = {
     taskQueue: workerQueue,
@@ -97,20 +108,20 @@ export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQu
     read: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: '60s',
-      retry: READ_RETRY,
+      retry: onPinnedWorker(READ_RETRY),
       summary: `read ${shardId}`,
     }),
     process: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: options.processTimeoutMs,
-      retry: processingRetry(options),
+      retry: onPinnedWorker(processingRetry(options)),
       summary: `process ${shardId}`,
     }),
     /** Dead-lettering must not give up: the records would be lost. It backs off like the control plane, forever. */
     deadLetter: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: options.processTimeoutMs,
-      retry: CONTROL_RETRY,
+      retry: onPinnedWorker(CONTROL_RETRY),
       summary: `dead-letter ${shardId}`,
     }),
   };

@@ -24,7 +24,11 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ChildShard, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { defaultTableName, leaseTableNameProblem, shardConsumerWorkflowId } from '../ids';
-import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
+import {
+  DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+  type ShardConsumerOptions,
+  validateShardConsumerOptions,
+} from '../options';
 import { KCL_APPLICATION, KCL_SHARD, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { streamActivities } from './stream-activities';
 import { type ShardConsumerInput, shardConsumerWorkflow, stopSignal } from './shard-consumer';
@@ -110,7 +114,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 100) {
     throw invalid(`shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`);
   }
-  const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? 5_000;
+  const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
   if (!Number.isInteger(workflowTaskTimeoutMs) || workflowTaskTimeoutMs < 1_000 || workflowTaskTimeoutMs > 120_000) {
     throw invalid(
       `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(workflowTaskTimeoutMs)}`,
