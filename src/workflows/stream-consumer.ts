@@ -68,6 +68,11 @@ export interface StreamConsumerInput {
    * @default 5000
    */
   shardWorkflowTaskTimeoutMs?: number;
+  /**
+   * History events after which a run continues as new, if Temporal has not suggested it before (tests set it low).
+   * @default 20000
+   */
+  maxHistoryEventsPerRun?: number;
   /** Set by continue-as-new, never by callers. */
   cursor?: StreamCursor;
 }
@@ -95,8 +100,6 @@ export { stopSignal };
 const START_CHUNK = 200;
 /** While stopping, how often shard consumers that never reported are checked on. */
 const STOP_CHECK_INTERVAL_MS = 30_000;
-/** Events after which a run continues as new even if Temporal has not suggested it yet. */
-const MAX_HISTORY_EVENTS = 20_000;
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FailureType.InvalidConfig, message, nonRetryable: true });
@@ -119,6 +122,10 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     throw invalid(
       `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(workflowTaskTimeoutMs)}`,
     );
+  }
+  const maxEventsPerRun = input.maxHistoryEventsPerRun ?? 20_000;
+  if (!Number.isInteger(maxEventsPerRun) || maxEventsPerRun < 100) {
+    throw invalid(`maxHistoryEventsPerRun must be a whole number >= 100, got ${String(maxEventsPerRun)}`);
   }
   const { applicationName, streamName } = input;
   const tableName = input.tableName ?? defaultTableName(applicationName);
@@ -309,7 +316,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     }
     if (
       workflowInfo().continueAsNewSuggested ||
-      workflowInfo().historyLength > MAX_HISTORY_EVENTS ||
+      workflowInfo().historyLength > maxEventsPerRun ||
       startedThisRun > 5_000
     ) {
       await condition(allHandlersFinished);

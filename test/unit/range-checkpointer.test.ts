@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { RangeCheckpointer } from '../../src/activities/range-checkpointer';
+import { CheckpointOutOfRangeError } from '../../src/errors';
+import type { KinesisRecord } from '../../src/record-processor';
+import { sequenceNumber } from '../helpers/records';
+
+const at = new Date(0);
+const plain = (n: number): KinesisRecord => ({
+  sequenceNumber: sequenceNumber(n),
+  partitionKey: 'pk',
+  data: new Uint8Array(),
+  approximateArrivalTimestamp: at,
+});
+const user = (n: number, sub: number): KinesisRecord => ({ ...plain(n), subSequenceNumber: sub });
+
+// A batch: plain record 1, an aggregate at 2 with user records 0..2, plain record 3.
+const batch = [plain(1), user(2, 0), user(2, 1), user(2, 2), plain(3)];
+const lastDelivered = { sequenceNumber: sequenceNumber(3) };
+
+describe('RangeCheckpointer: a checkpoint must lie in (last checkpoint, last record delivered]', () => {
+  test('checkpoint() asks for the last record delivered', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', { sequenceNumber: sequenceNumber(0) }, lastDelivered, batch);
+    await checkpointer.checkpoint();
+    assert.deepEqual(checkpointer.checkpointRequested, lastDelivered);
+  });
+
+  test('checkpoint(record) asks for that user record, sub-sequence number included', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', 'TRIM_HORIZON', lastDelivered, batch);
+    await checkpointer.checkpoint(user(2, 1));
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 });
+  });
+
+  test('checkpoint(sequenceNumber) of an aggregate means the whole record: its last user record delivered', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', undefined, lastDelivered, batch);
+    await checkpointer.checkpoint(sequenceNumber(2));
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(2), subSequenceNumber: 2 });
+    await checkpointer.checkpoint(sequenceNumber(3));
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(3) });
+  });
+
+  test('checkpoint(sequenceNumber, sub) within the range is taken; later calls must move forward', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', { sequenceNumber: sequenceNumber(1) }, lastDelivered, batch);
+    await checkpointer.checkpoint(sequenceNumber(2), 0);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(2), 0), CheckpointOutOfRangeError);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(1)), CheckpointOutOfRangeError);
+    await checkpointer.checkpoint(sequenceNumber(2), 2);
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(2), subSequenceNumber: 2 });
+  });
+
+  test('at or before the last checkpoint is rejected, with a message naming the range', async () => {
+    const checkpointer = new RangeCheckpointer(
+      'shard-1',
+      { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 },
+      lastDelivered,
+      batch,
+    );
+    await assert.rejects(checkpointer.checkpoint(user(2, 1)), (error: unknown) => {
+      assert.ok(error instanceof CheckpointOutOfRangeError);
+      assert.match(
+        error.message,
+        /shard-1: cannot checkpoint at \d+\/1: it must be after the last checkpoint \(\d+\/1\) and at or before the last record delivered \(\d+\)/,
+      );
+      return true;
+    });
+    await assert.rejects(checkpointer.checkpoint(plain(1)), CheckpointOutOfRangeError);
+    assert.equal(checkpointer.checkpointRequested, undefined, 'nothing asked for');
+  });
+
+  test('beyond the last record delivered is rejected', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', undefined, lastDelivered, batch);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(4)), CheckpointOutOfRangeError);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(3), 1), CheckpointOutOfRangeError);
+    assert.equal(checkpointer.checkpointRequested, undefined);
+  });
+
+  test('malformed positions are rejected: not a sequence number, a negative or fractional sub-sequence number', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', undefined, lastDelivered, batch);
+    await assert.rejects(checkpointer.checkpoint('abc'), /not a sequence number/);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(2), -1), /whole number >= 0/);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(2), 0.5), /whole number >= 0/);
+  });
+
+  test('checkpoint() with nothing new delivered (an empty batch) does nothing instead of failing', async () => {
+    const checkpointer = new RangeCheckpointer('shard-1', lastDelivered, lastDelivered, []);
+    await checkpointer.checkpoint();
+    assert.equal(checkpointer.checkpointRequested, undefined);
+    const never = new RangeCheckpointer('shard-1', undefined, undefined, []);
+    await never.checkpoint();
+    assert.equal(never.checkpointRequested, undefined);
+  });
+});
