@@ -72,7 +72,7 @@ export function renderMarkdown(report: BenchReport): string {
     out.push(
       '## 1. Throughput per shard',
       '',
-      'Pre-filled one-shard stream, read from TRIM_HORIZON until every record is processed. temporal-kcl: getRecords → de-aggregate → no-op processor → checkpoint every batch, timed from the start request; raw: GetShardIterator + GetRecords + deaggregateRecords in a loop with the same client. Both in their own processes, interleaved, fastest of the repetitions. maxRecords 10000, or what fits the 10 MiB real Kinesis returns at most per call (kinesalite has no such cap). MiB = 2^20 bytes of user-record data.',
+      'Pre-filled one-shard stream, read from TRIM_HORIZON until every record is processed. temporal-kcl: getRecords → de-aggregate → no-op processor → checkpoint every batch, read pacing off (`minTimeBetweenReadsMs: 0`: the emulator has no 5 reads/s limit and the raw loop is not paced), timed from the start request; raw: GetShardIterator + GetRecords + deaggregateRecords in a loop with the same client. Both in their own processes, interleaved, fastest of the repetitions. maxRecords 10000, or what fits the 10 MiB real Kinesis returns at most per call (kinesalite has no such cap). MiB = 2^20 bytes of user-record data.',
       '',
       table(
         [
