@@ -17,6 +17,8 @@ RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# `npm run build` also bundles the workflow code into dist/workflow-bundle.js, so workers start without webpack.
+COPY scripts/bundle-workflows.ts ./scripts/bundle-workflows.ts
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime -------------------------------------------------------------------------------------------------------
