@@ -44,6 +44,8 @@ export interface StreamCursor {
   stopping: boolean;
   /** Shard consumers started over the whole chain of runs. */
   started: number;
+  /** Shard consumers that ended in earlier runs (no longer tracked), by reason. */
+  endedEarlier?: Record<string, number>;
   run: number;
 }
 
@@ -90,6 +92,7 @@ export interface StreamConsumerResult {
   applicationName: string;
   streamName: string;
   started: number;
+  /** Shard consumers ended over the whole chain of runs, by reason. */
   ended: Record<string, number>;
 }
 
@@ -100,6 +103,18 @@ export { stopSignal };
 const START_CHUNK = 200;
 /** While stopping, how often shard consumers that never reported are checked on. */
 const STOP_CHECK_INTERVAL_MS = 30_000;
+
+/** Ended shards by reason: those tracked, plus those that ended in earlier runs. */
+function countEnded(
+  shards: Record<string, TrackedShard>,
+  earlier: Record<string, number> = {},
+): Record<string, number> {
+  const ended = { ...earlier };
+  for (const tracked of Object.values(shards)) {
+    if (tracked.state === 'ENDED') ended[tracked.reason] = (ended[tracked.reason] ?? 0) + 1;
+  }
+  return ended;
+}
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FailureType.InvalidConfig, message, nonRetryable: true });
@@ -291,10 +306,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     }
     await condition(allHandlersFinished);
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'ENDED' }]);
-    const ended: Record<string, number> = {};
-    for (const tracked of Object.values(cursor.shards)) {
-      if (tracked.state === 'ENDED') ended[tracked.reason] = (ended[tracked.reason] ?? 0) + 1;
-    }
+    const ended = countEnded(cursor.shards, cursor.endedEarlier);
     return { applicationName, streamName, started: cursor.started, ended };
   }
 
@@ -321,13 +333,14 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     ) {
       await condition(allHandlersFinished);
       if (!cursor.stopping && queued.size === 0) {
-        // Ended shards need no tracking: incremental listings never return them again.
+        // Ended shards need no tracking: incremental listings never return them again. Only their count is kept.
         const shards = Object.fromEntries(
           Object.entries(cursor.shards).filter(([, tracked]) => tracked.state === 'RUNNING'),
         );
+        const endedEarlier = countEnded(cursor.shards, cursor.endedEarlier);
         return continueAsNew<typeof streamConsumerWorkflow>({
           ...input,
-          cursor: { ...cursor, shards, run: cursor.run + 1 },
+          cursor: { ...cursor, shards, endedEarlier, run: cursor.run + 1 },
         });
       }
       continue;

@@ -4,11 +4,13 @@ import {
   PutRecordCommand,
   waitUntilStreamExists,
 } from '@aws-sdk/client-kinesis';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createAwsClients } from '../../src/aws/clients';
+import type { ShardProgress } from '../../src/consumer-types';
 import type { KinesisRecord, RecordProcessor, RecordProcessorFactory, ShutdownInput } from '../../src/record-processor';
 import { createKclWorker, type KclWorker, type KclWorkerOptions } from '../../src/worker';
+import { progressQuery } from '../../src/workflows/shard-consumer';
 import { workflowBundle } from './bundle';
 import { installQuietRuntime } from './runtime';
 import { type TestStack, testStack, uniqueName } from './stack';
@@ -162,4 +164,23 @@ export function recordingProcessor(options: RecordingOptions = {}): {
     },
   });
   return { factory, recording };
+}
+
+/**
+ * Polls a shard consumer's progress query until `predicate` holds (the workflow counts a batch only once its process
+ * activity has returned, a little after the processor saw it); returns the last progress either way, so the caller's
+ * assertions say what is missing.
+ */
+export async function progressWhen(
+  handle: WorkflowHandle,
+  predicate: (progress: ShardProgress) => boolean,
+  timeoutMs = 30_000,
+): Promise<ShardProgress> {
+  const deadline = Date.now() + timeoutMs;
+  let progress = await handle.query(progressQuery);
+  while (!predicate(progress) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    progress = await handle.query(progressQuery);
+  }
+  return progress;
 }

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { shardConsumerWorkflowId } from '../../src/ids';
-import { progressQuery, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
   kclTestContext,
@@ -15,6 +15,7 @@ import {
   putRecords,
   recordingProcessor,
   testWorker,
+  progressWhen,
 } from '../helpers/kcl';
 import { aggregate, type CorruptionKind, corruptAggregate } from '../helpers/records';
 import { uniqueName } from '../helpers/stack';
@@ -82,8 +83,7 @@ describe('ShardConsumerWorkflow with corrupt aggregates', () => {
           ],
         });
         await recording.until((r) => r.records.length >= expected.length);
-        await new Promise((r) => setTimeout(r, 500));
-        const progress = await handle.query(progressQuery);
+        const progress = await progressWhen(handle, (p) => p.counters.deaggregationFailures >= 3);
         await handle.signal(stopSignal);
         return { progress, result: await handle.result() };
       })(),

@@ -22,6 +22,7 @@ import {
   putRecords,
   recordingProcessor,
   testWorker,
+  progressWhen,
 } from '../helpers/kcl';
 import { installQuietRuntime } from '../helpers/runtime';
 import { uniqueName } from '../helpers/stack';
@@ -167,7 +168,7 @@ describe('processing failures on the real local stack', () => {
       (async () => {
         const handle = await start(s, { processingRetry: { initialIntervalMs: 100 } });
         await recording.until((r) => r.records.length >= s.texts.length);
-        const progress = await handle.query(progressQuery);
+        const progress = await progressWhen(handle, (p) => p.counters.recordsProcessed >= s.texts.length);
         await handle.signal(stopSignal);
         return { progress, result: await handle.result() };
       })(),
