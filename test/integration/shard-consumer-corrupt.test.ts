@@ -83,7 +83,10 @@ describe('ShardConsumerWorkflow with corrupt aggregates', () => {
           ],
         });
         await recording.until((r) => r.records.length >= expected.length);
-        const progress = await progressWhen(handle, (p) => p.counters.deaggregationFailures >= 3);
+        const progress = await progressWhen(
+          handle,
+          (p) => p.counters.deaggregationFailures >= 3 && p.counters.recordsProcessed >= expected.length,
+        );
         await handle.signal(stopSignal);
         return { progress, result: await handle.result() };
       })(),
