@@ -176,7 +176,9 @@ export interface ShardConsumerOptions {
   /** ISO-8601 date-time for `initialPosition: 'AT_TIMESTAMP'`. Required with it. */
   initialPositionTimestamp?: string;
   /**
-   * Read the next batch while the current one is processed (delivery order is unchanged).
+   * Read the next batch while the current one is processed (delivery order is unchanged). While the shard is behind
+   * (full batches, or millisBehindLatest above 0), the worker holding the shard also starts each next read as soon as
+   * a batch arrives, without waiting for a workflow task to ask for it.
    * @default true
    */
   prefetch?: boolean;

@@ -1,5 +1,6 @@
 import {
   GetRecordsCommand,
+  type GetRecordsCommandOutput,
   GetShardIteratorCommand,
   type GetShardIteratorCommandInput,
   type KinesisClient,
@@ -42,7 +43,33 @@ export interface GetRecordsInput {
   skipUntil?: ExtendedSequenceNumber;
   /** Least time since this worker's previous GetRecords on the shard (Kinesis allows 5 reads/s per shard). @default 0 */
   minIntervalMs?: number;
+  /**
+   * After a read that shows the shard behind (a full batch, or millisBehindLatest above 0), start the read from its
+   * next iterator at once, in this worker: the workflow's next getRecords with that iterator then finds it done or under
+   * way, instead of waiting for a workflow task to schedule it. Only the raw response is kept; what this input filters
+   * is applied when the workflow asks for it.
+   * @default false
+   */
+  readAhead?: boolean;
 }
+
+/** A GetRecords response and when its call started (epoch ms). */
+interface RawRead {
+  response: GetRecordsCommandOutput;
+  readAt: number;
+  /** How long the call took. */
+  durationMs: number;
+}
+
+/** A read started ahead of the workflow's request, for the shard's next iterator. */
+interface ReadAhead {
+  iterator: string;
+  startedAt: number;
+  read: Promise<RawRead | undefined>;
+}
+
+/** A read ahead nobody asked for within this time is dropped (the workflow moved on, or the shard moved away). */
+const READ_AHEAD_TTL_MS = 60_000;
 
 /** How many de-aggregation failures a batch summary lists by sequence number (all are counted). */
 const REPORTED_FAILURES = 10;
@@ -108,11 +135,44 @@ export async function listAllShards(
 export function createKinesisActivities({ kinesis, cache, host }: KinesisActivityDeps) {
   /** When this worker last started a GetRecords call, per shard: reads are paced, not just backed off after a throttle. */
   const lastRead = new Map<string, number>();
-  const pace = async (ref: ShardRef, minIntervalMs: number | undefined) => {
-    const key = `${ref.applicationName}/${ref.streamName}/${ref.shardId}`;
+  const pace = async (key: string, minIntervalMs: number | undefined) => {
     const wait = (lastRead.get(key) ?? 0) + (minIntervalMs ?? 0) - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     lastRead.set(key, Date.now());
+  };
+  /** At most one read ahead per shard. */
+  const readsAhead = new Map<string, ReadAhead>();
+  const dropStaleReadsAhead = () => {
+    const cutoff = Date.now() - READ_AHEAD_TTL_MS;
+    for (const [key, ahead] of readsAhead) if (ahead.startedAt < cutoff) readsAhead.delete(key);
+  };
+  const fetchBatch = async (key: string, input: GetRecordsInput, iterator: string): Promise<RawRead> => {
+    await pace(key, input.minIntervalMs);
+    const readAt = Date.now();
+    const response = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: input.maxRecords }));
+    return { response, readAt, durationMs: Date.now() - readAt };
+  };
+  /**
+   * The read for `input.iterator`: the one started ahead if it is that iterator's and brought records (an empty one may
+   * be stale by now, and a failed one is simply made again, so its error is the one the retry policy sees).
+   */
+  const read = async (key: string, input: GetRecordsInput): Promise<RawRead> => {
+    const ahead = readsAhead.get(key);
+    if (ahead) readsAhead.delete(key);
+    if (ahead?.iterator === input.iterator) {
+      const done = await ahead.read;
+      if (done && (done.response.Records?.length ?? 0) > 0) return done;
+    }
+    return fetchBatch(key, input, input.iterator);
+  };
+  const startReadAhead = (key: string, input: GetRecordsInput, iterator: string) => {
+    dropStaleReadsAhead();
+    const ahead: ReadAhead = {
+      iterator,
+      startedAt: Date.now(),
+      read: fetchBatch(key, input, iterator).catch(() => undefined),
+    };
+    readsAhead.set(key, ahead);
   };
   return {
     /** The shard's parents and hash-key range, from ListShards. */
@@ -170,15 +230,18 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
       }
       return withHeartbeats(async () => {
         const metrics = shardMetrics(input.ref);
-        await pace(input.ref, input.minIntervalMs);
-        const readAt = Date.now();
-        let response;
+        const key = `${input.ref.applicationName}/${input.ref.streamName}/${input.ref.shardId}`;
+        let fetched: RawRead;
         try {
-          response = await kinesis.send(
-            new GetRecordsCommand({ ShardIterator: input.iterator, Limit: input.maxRecords }),
-          );
+          fetched = await read(key, input);
         } catch (error) {
           throw kinesisFailure(error, `GetRecords on ${input.ref.shardId} of stream ${input.ref.streamName}`);
+        }
+        const { response, readAt, durationMs } = fetched;
+        // Read ahead only while catching up (a full batch, or behind the tip): at the tip the next read is likely empty.
+        const behind = (response.Records?.length ?? 0) >= input.maxRecords || (response.MillisBehindLatest ?? 0) > 0;
+        if (input.readAhead && response.NextShardIterator && behind && !host.isDraining) {
+          startReadAhead(key, input, response.NextShardIterator);
         }
         const raw = response.Records ?? [];
         const { records: userRecords, failures } = await deaggregateRecords(raw);
@@ -221,7 +284,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
         }));
 
         metrics.batch();
-        metrics.getRecordsTime(Date.now() - readAt);
+        metrics.getRecordsTime(durationMs);
         metrics.millisBehindLatest(millisBehindLatest);
         if (failures.length > 0) metrics.deaggregationFailures(failures.length);
         if (droppedOutOfRange > 0) metrics.droppedOutOfRange(droppedOutOfRange);

@@ -16,7 +16,8 @@ export function getFreePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function canConnect(port: number, host: string): Promise<boolean> {
+/** True if something accepts a TCP connection on host:port right now. */
+export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ port, host });
     socket.once('connect', () => {

@@ -446,6 +446,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     iterator,
     maxRecords: options.maxRecords,
     minIntervalMs: options.minTimeBetweenReadsMs,
+    readAhead: options.prefetch,
     ...(c.hashKeyRange ? { hashKeyRange: c.hashKeyRange } : {}),
     ...(skipUntil ? { skipUntil } : {}),
   });

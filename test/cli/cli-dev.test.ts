@@ -6,14 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Connection } from '@temporalio/client';
 import { createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../../src/aws/clients';
-import { getFreePort } from '../../src/dev/net';
+import { canConnect, getFreePort } from '../../src/dev/net';
 import { killAllCliProcesses, spawnCli } from '../helpers/cli';
 
 /** Resolves after `ms` without keeping the process alive (the test file must exit as soon as its test ends). */
@@ -24,20 +23,6 @@ async function freePorts(count: number): Promise<number[]> {
   const ports = new Set<number>();
   while (ports.size < count) ports.add(await getFreePort());
   return [...ports];
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
 }
 
 /** A process as /proc shows it (Linux). */
@@ -223,7 +208,7 @@ describe('temporal-kcl dev', () => {
         'servers still running after temporal-kcl dev exited',
       );
       for (const port of [temporalPort, uiPort, kinesisPort, dynamoDbPort]) {
-        assert.equal(await accepts(port), false, `port ${port} still accepts connections`);
+        assert.equal(await canConnect(port), false, `port ${port} still accepts connections`);
       }
     } finally {
       // A failed assertion or stop must not leave this test's servers behind (SIGKILL skips the CLI's own clean-up).
