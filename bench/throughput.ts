@@ -39,12 +39,13 @@ const CASES: ThroughputCase[] = [
   {
     name: 'KPL aggregates (100 × 100 B)',
     payload: { kind: 'kpl', userRecordBytes: 100, userRecordsPerAggregate: 100 },
-    kinesisRecords: { full: 2_000, quick: 1_000 },
+    // As much data as the 10 KB case (about 100 MiB, 11 batches): long enough for a steady state, not just start-up.
+    kinesisRecords: { full: 10_000, quick: 1_000 },
   },
   {
     name: 'KPL aggregates (100 × 100 B), shard of half the key space',
     payload: { kind: 'kpl', userRecordBytes: 100, userRecordsPerAggregate: 100, lowerHalf: true },
-    kinesisRecords: { full: 2_000, quick: 1_000 },
+    kinesisRecords: { full: 10_000, quick: 1_000 },
   },
 ];
 
