@@ -65,7 +65,8 @@ interface RawRead {
 interface ReadAhead {
   iterator: string;
   startedAt: number;
-  read: Promise<RawRead | undefined>;
+  /** Never rejects: a failure is kept, to be the failure of the request that takes it. */
+  read: Promise<RawRead | { error: unknown }>;
 }
 
 /** A read ahead nobody asked for within this time is dropped (the workflow moved on, or the shard moved away). */
@@ -154,14 +155,16 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
   };
   /**
    * The read for `input.iterator`: the one started ahead if it is that iterator's and brought records (an empty one may
-   * be stale by now, and a failed one is simply made again, so its error is the one the retry policy sees).
+   * be stale by now: the read is made again). A read ahead that failed is this request's failure (a throttle is then
+   * retried by the activity's retry policy, with its backoff, and an expired iterator is reported once).
    */
   const read = async (key: string, input: GetRecordsInput): Promise<RawRead> => {
     const ahead = readsAhead.get(key);
     if (ahead) readsAhead.delete(key);
     if (ahead?.iterator === input.iterator) {
       const done = await ahead.read;
-      if (done && (done.response.Records?.length ?? 0) > 0) return done;
+      if ('error' in done) throw done.error;
+      if ((done.response.Records?.length ?? 0) > 0) return done;
     }
     return fetchBatch(key, input, input.iterator);
   };
@@ -170,7 +173,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
     const ahead: ReadAhead = {
       iterator,
       startedAt: Date.now(),
-      read: fetchBatch(key, input, iterator).catch(() => undefined),
+      read: fetchBatch(key, input, iterator).catch((error: unknown) => ({ error })),
     };
     readsAhead.set(key, ahead);
   };
