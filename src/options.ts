@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { DeadLetterDestination } from './consumer-types';
+import { leaseTableNameProblem } from './ids';
 
 /** Where a shard without a checkpoint starts (child shards of a reshard always start at TRIM_HORIZON). */
 export const InitialPosition = {
@@ -258,4 +259,38 @@ export function validateShardConsumerOptions(options: unknown): OptionsValidatio
       return path && !issue.message.startsWith(path) ? `${path}: ${issue.message}` : issue.message;
     }),
   };
+}
+
+/** The stream consumer's own settings (beside its shards' options), as its input and `startStreamConsumer` take them. */
+export interface StreamConsumerSettings {
+  shardSyncIntervalMs?: number | undefined;
+  shardWorkflowTaskTimeoutMs?: number | undefined;
+  maxHistoryEventsPerRun?: number | undefined;
+  /** The lease table, after its default (the application name) is applied. */
+  tableName: string;
+}
+
+/**
+ * What is wrong with the stream consumer's settings (an empty list if nothing): the client checks them before it starts
+ * anything, and the workflow again for callers that start it themselves. Settings left out take their defaults.
+ */
+export function streamConsumerSettingsProblems(settings: StreamConsumerSettings): string[] {
+  const problems: string[] = [];
+  const whole = (name: string, value: number | undefined, min: number, max: number, rule: string) => {
+    if (value !== undefined && (!Number.isInteger(value) || value < min || value > max)) {
+      problems.push(`${name} must be a whole number ${rule}, got ${String(value)}`);
+    }
+  };
+  whole('shardSyncIntervalMs', settings.shardSyncIntervalMs, 100, Infinity, 'of milliseconds >= 100');
+  whole(
+    'shardWorkflowTaskTimeoutMs',
+    settings.shardWorkflowTaskTimeoutMs,
+    1_000,
+    120_000,
+    'of milliseconds from 1000 to 120000',
+  );
+  whole('maxHistoryEventsPerRun', settings.maxHistoryEventsPerRun, 100, Infinity, '>= 100');
+  const tableProblem = leaseTableNameProblem(settings.tableName);
+  if (tableProblem) problems.push(tableProblem);
+  return problems;
 }

@@ -25,6 +25,13 @@ export interface ExtendedSequenceNumber {
   subSequenceNumber?: number;
 }
 
+/** The position of a record (anything with a sequence number and maybe a sub-sequence number), and nothing else of it. */
+export function positionOf(record: ExtendedSequenceNumber): ExtendedSequenceNumber {
+  return record.subSequenceNumber === undefined
+    ? { sequenceNumber: record.sequenceNumber }
+    : { sequenceNumber: record.sequenceNumber, subSequenceNumber: record.subSequenceNumber };
+}
+
 /** What the lease table's `checkpoint` holds: a position, a sentinel, or nothing yet. */
 export type Checkpoint = ExtendedSequenceNumber | SentinelCheckpoint;
 

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/activity';
+import { FailureType } from '../failure-types';
 import type { KinesisRecord } from '../record-processor';
 
 /** A batch read from Kinesis, held in the reading worker's memory until it is processed. */
@@ -55,6 +57,21 @@ export class BatchCache {
 
   get(handle: string): CachedBatch | undefined {
     return this.batches.get(handle);
+  }
+
+  /**
+   * The batch, for an activity about to deliver it. A batch no longer here (evicted, expired, or this worker restarted)
+   * fails the activity as BatchLost, non-retryable and BENIGN: the workflow reads the same records again, routinely.
+   */
+  require(handle: string, shardId: string): CachedBatch {
+    const batch = this.batches.get(handle);
+    if (batch) return batch;
+    throw ApplicationFailure.create({
+      type: FailureType.BatchLost,
+      category: 'BENIGN',
+      message: `batch ${handle} of ${shardId} is no longer in this worker's memory; it will be read again`,
+      nonRetryable: true,
+    });
   }
 
   /** Drops a batch once it has been processed. */

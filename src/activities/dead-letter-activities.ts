@@ -1,13 +1,13 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { DeadLetterDestination, ShardRef } from '../consumer-types';
 import { FailureType } from '../failure-types';
-import type { Checkpoint, ExtendedSequenceNumber } from '../positions';
+import { type Checkpoint, type ExtendedSequenceNumber, positionOf } from '../positions';
 import type { KinesisRecord, RecordProcessor } from '../record-processor';
 import type { BatchCache, CachedBatch } from './batch-cache';
 import type { createDeadLetterWriter, DeadLetterEntry } from './dead-letter';
 import { withHeartbeats } from './heartbeat';
 import { countRetry, shardMetrics } from './metrics';
-import { HostRefusedError, type ProcessorHost } from './processor-host';
+import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 
 export interface DeadLetterActivityDeps {
@@ -48,12 +48,6 @@ interface Triage {
 /** Sorted batches kept for a retried write (a worker holds at most a couple per shard). */
 const MAX_SORTED = 1_000;
 
-function position(record: KinesisRecord): ExtendedSequenceNumber {
-  return record.subSequenceNumber === undefined
-    ? { sequenceNumber: record.sequenceNumber }
-    : { sequenceNumber: record.sequenceNumber, subSequenceNumber: record.subSequenceNumber };
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
@@ -70,7 +64,7 @@ async function sortBatch(processor: RecordProcessor, batch: CachedBatch, input: 
     const checkpointer = new RangeCheckpointer(
       input.ref.shardId,
       checkpoint ?? input.lastCheckpoint,
-      position(record),
+      positionOf(record),
       [record],
     );
     try {
@@ -102,15 +96,7 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
       try {
         return await withHeartbeats(() =>
           host.process<DeadLetterOutcome>(input.ref, input.pin, `${input.handle}#dead-letter`, async (processor) => {
-            const batch = cache.get(input.handle);
-            if (!batch) {
-              throw ApplicationFailure.create({
-                type: FailureType.BatchLost,
-                category: 'BENIGN',
-                message: `batch ${input.handle} of ${input.ref.shardId} is no longer in this worker's memory; it will be read again`,
-                nonRetryable: true,
-              });
-            }
+            const batch = cache.require(input.handle, input.ref.shardId);
             let triage = sorted.get(input.handle); // set when an earlier attempt's write failed
             if (!triage) {
               triage = await sortBatch(processor, batch, input);
@@ -146,22 +132,14 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
               deadLettered: entries.length,
               deadLetteredBytes,
               delivered: batch.records.length - entries.length,
-              ...(first ? { first: position(first.record) } : {}),
-              ...(last ? { last: position(last.record) } : {}),
+              ...(first ? { first: positionOf(first.record) } : {}),
+              ...(last ? { last: positionOf(last.record) } : {}),
               ...(checkpoint ? { checkpoint } : {}),
             };
           }),
         );
       } catch (error) {
-        if (error instanceof HostRefusedError) {
-          throw ApplicationFailure.create({
-            type: error.refusal === 'DRAINING' ? FailureType.WorkerDraining : FailureType.ProcessorLost,
-            category: 'BENIGN',
-            message: error.message,
-            nonRetryable: true,
-          });
-        }
-        throw error;
+        throw error instanceof HostRefusedError ? refusalFailure(error) : error;
       }
     },
   };

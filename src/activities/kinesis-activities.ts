@@ -19,7 +19,7 @@ import type {
 import { FailureType } from '../failure-types';
 import { deaggregateRecords } from '../kinesis/deaggregate';
 import { hashKeyRangeFilter } from '../kinesis/hash-key';
-import { comparePositions, type ExtendedSequenceNumber } from '../positions';
+import { comparePositions, type ExtendedSequenceNumber, positionOf } from '../positions';
 import type { KinesisRecord } from '../record-processor';
 import { kinesisFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
@@ -159,6 +159,7 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
    * retried by the activity's retry policy, with its backoff, and an expired iterator is reported once).
    */
   const read = async (key: string, input: GetRecordsInput): Promise<RawRead> => {
+    dropStaleReadsAhead(); // also those of shards that moved to other workers
     const ahead = readsAhead.get(key);
     if (ahead) readsAhead.delete(key);
     if (ahead?.iterator === input.iterator) {
@@ -169,7 +170,6 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
     return fetchBatch(key, input, input.iterator);
   };
   const startReadAhead = (key: string, input: GetRecordsInput, iterator: string) => {
-    dropStaleReadsAhead();
     const ahead: ReadAhead = {
       iterator,
       startedAt: Date.now(),
@@ -313,10 +313,4 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
       });
     },
   };
-}
-
-function positionOf(record: KinesisRecord): ExtendedSequenceNumber {
-  return record.subSequenceNumber === undefined
-    ? { sequenceNumber: record.sequenceNumber }
-    : { sequenceNumber: record.sequenceNumber, subSequenceNumber: record.subSequenceNumber };
 }

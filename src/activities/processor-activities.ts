@@ -2,12 +2,12 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { ProcessOutcome, ShardRef, ShutdownOutcome } from '../consumer-types';
 import { KclError } from '../errors';
 import { FailureType } from '../failure-types';
-import { type Checkpoint, type ExtendedSequenceNumber, formatPosition } from '../positions';
+import { type Checkpoint, type ExtendedSequenceNumber, formatPosition, positionOf } from '../positions';
 import type { ShutdownReason } from '../record-processor';
 import type { BatchCache } from './batch-cache';
 import { withHeartbeats } from './heartbeat';
 import { countRetry, shardMetrics } from './metrics';
-import { HostRefusedError, type ProcessorHost } from './processor-host';
+import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 
 export interface ProcessorActivityDeps {
@@ -40,23 +40,6 @@ export interface ShutdownProcessorInput {
 
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-/** Turns a host refusal into the failure the workflow acts on (move the shard, or stop with a clear message). */
-function refusalFailure(error: HostRefusedError): ApplicationFailure {
-  const type =
-    error.refusal === 'NOT_REGISTERED'
-      ? FailureType.ProcessorNotRegistered
-      : error.refusal === 'DRAINING'
-        ? FailureType.WorkerDraining
-        : FailureType.ProcessorLost;
-  // A moved shard is routine (BENIGN: logged at debug level); a missing processor is a configuration error.
-  return ApplicationFailure.create({
-    type,
-    message: error.message,
-    nonRetryable: true,
-    ...(error.refusal === 'NOT_REGISTERED' ? {} : { category: 'BENIGN' as const }),
-  });
 }
 
 function processorFailure(error: unknown, what: string): ApplicationFailure {
@@ -117,21 +100,9 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
       try {
         return await withHeartbeats(() =>
           host.process(input.ref, input.pin, input.handle, async (processor) => {
-            const batch = cache.get(input.handle);
-            if (!batch) {
-              throw ApplicationFailure.create({
-                type: FailureType.BatchLost,
-                category: 'BENIGN',
-                message: `batch ${input.handle} of ${input.ref.shardId} is no longer in this worker's memory; it will be read again`,
-                nonRetryable: true,
-              });
-            }
+            const batch = cache.require(input.handle, input.ref.shardId);
             const last = batch.records.at(-1);
-            const lastDelivered = last
-              ? last.subSequenceNumber === undefined
-                ? { sequenceNumber: last.sequenceNumber }
-                : { sequenceNumber: last.sequenceNumber, subSequenceNumber: last.subSequenceNumber }
-              : input.lastProcessed;
+            const lastDelivered = last ? positionOf(last) : input.lastProcessed;
             const checkpointer = new RangeCheckpointer(
               input.ref.shardId,
               input.lastCheckpoint,

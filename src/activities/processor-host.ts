@@ -1,3 +1,5 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { FailureType } from '../failure-types';
 import type { Checkpoint } from '../positions';
 import type { ProcessOutcome, ShardRef } from '../consumer-types';
 import type { RecordProcessor, RecordProcessorFactory, ShutdownInput } from '../record-processor';
@@ -27,6 +29,23 @@ export class HostRefusedError extends Error {
     super(message);
     this.name = 'HostRefusedError';
   }
+}
+
+/** Turns a host refusal into the failure the workflow acts on (move the shard, or stop with a clear message). */
+export function refusalFailure(error: HostRefusedError): ApplicationFailure {
+  const type =
+    error.refusal === 'NOT_REGISTERED'
+      ? FailureType.ProcessorNotRegistered
+      : error.refusal === 'DRAINING'
+        ? FailureType.WorkerDraining
+        : FailureType.ProcessorLost;
+  // A moved shard is routine (BENIGN: logged at debug level); a missing processor is a configuration error.
+  return ApplicationFailure.create({
+    type,
+    message: error.message,
+    nonRetryable: true,
+    ...(error.refusal === 'NOT_REGISTERED' ? {} : { category: 'BENIGN' as const }),
+  });
 }
 
 const RECENT_OUTCOMES = 4;

@@ -42,6 +42,7 @@ import {
   requireCounter,
   requireNonEmpty,
 } from './lease-item';
+import { leaseTableNameProblem } from '../ids';
 import { type Checkpoint, isSequenceNumber } from '../positions';
 
 export type { HashKeyRange, Lease };
@@ -91,7 +92,6 @@ const MAX_CLAIM_ATTEMPTS = 10;
 const BATCH_GET_LIMIT = 100;
 /** BatchGetItem calls per chunk before the still unprocessed keys are read one by one. */
 const MAX_BATCH_GET_ATTEMPTS = 5;
-const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
 
 /** The lease table of one application: checkpoints and ownership of its shards. */
 export class CheckpointTable {
@@ -101,11 +101,8 @@ export class CheckpointTable {
   private ensured: Promise<void> | undefined;
 
   constructor(options: CheckpointTableOptions) {
-    if (!TABLE_NAME.test(options.tableName)) {
-      throw new InvalidConfigError(
-        `lease table name must be 3-255 characters of A-Z, a-z, 0-9, '_', '-', '.', got '${options.tableName}'`,
-      );
-    }
+    const tableProblem = leaseTableNameProblem(options.tableName);
+    if (tableProblem) throw new InvalidConfigError(tableProblem);
     this.dynamoDb = options.dynamoDb;
     this.tableName = options.tableName;
     this.tableActiveTimeoutMs = options.tableActiveTimeoutMs ?? 120_000;

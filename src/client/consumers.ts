@@ -6,14 +6,8 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { InvalidConfigError, KclError } from '../errors';
-import {
-  DEFAULT_TASK_QUEUE,
-  defaultTableName,
-  leaseTableNameProblem,
-  shardConsumerWorkflowId,
-  streamConsumerWorkflowId,
-} from '../ids';
-import { type ShardConsumerOptions, validateShardConsumerOptions } from '../options';
+import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
+import { type ShardConsumerOptions, streamConsumerSettingsProblems, validateShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { progressQuery, type shardConsumerWorkflow } from '../workflows/shard-consumer';
 import {
@@ -85,25 +79,14 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
   const validation = validateShardConsumerOptions(options.shardOptions);
   if (!validation.ok)
     throw new InvalidConfigError(`invalid shard options: ${validation.issues.join('; ')}`, validation.issues);
-  const syncIntervalMs = options.shardSyncIntervalMs;
-  if (syncIntervalMs !== undefined && (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 100)) {
-    // The workflow checks the same, but only once started: refuse here so that nothing is started.
-    throw new InvalidConfigError(
-      `shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`,
-    );
-  }
-  const taskTimeoutMs = options.shardWorkflowTaskTimeoutMs;
-  if (
-    taskTimeoutMs !== undefined &&
-    (!Number.isInteger(taskTimeoutMs) || taskTimeoutMs < 1_000 || taskTimeoutMs > 120_000)
-  ) {
-    throw new InvalidConfigError(
-      `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(taskTimeoutMs)}`,
-    );
-  }
+  // The workflow checks the same, but only once started: refuse here so that nothing is started.
   const tableName = options.tableName ?? defaultTableName(applicationName);
-  const tableProblem = leaseTableNameProblem(tableName);
-  if (tableProblem) throw new InvalidConfigError(tableProblem);
+  const problems = streamConsumerSettingsProblems({
+    shardSyncIntervalMs: options.shardSyncIntervalMs,
+    shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs,
+    tableName,
+  });
+  if (problems.length > 0) throw new InvalidConfigError(problems.join('; '), problems);
   return {
     applicationName,
     streamName,

@@ -84,10 +84,6 @@ export function initializeActivities(options: ResolvedShardConsumerOptions) {
 }
 
 /**
- * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
- * polls its queue) or a heartbeat timeout (it died mid-call); the workflow then pins the shard elsewhere.
- */
-/**
  * A task on a pinned worker that stops heartbeating means that worker is gone: retrying it would only wait again, on the
  * dead worker's queue, for the schedule-to-start timeout. Temporal lets a retry policy name a timeout as non-retryable.
  */
@@ -98,6 +94,10 @@ const onPinnedWorker = (policy: RetryPolicy): RetryPolicy => ({
   nonRetryableErrorTypes: [...(policy.nonRetryableErrorTypes ?? []), HEARTBEAT_TIMEOUT],
 });
 
+/**
+ * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
+ * polls its queue) or a heartbeat timeout (it died mid-call); the workflow then pins the shard elsewhere.
+ */
 export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQueue: string, shardId: string) {
   const common = {
     taskQueue: workerQueue,

@@ -23,10 +23,11 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ChildShard, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
-import { defaultTableName, leaseTableNameProblem, shardConsumerWorkflowId } from '../ids';
+import { defaultTableName, shardConsumerWorkflowId } from '../ids';
 import {
   DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
   type ShardConsumerOptions,
+  streamConsumerSettingsProblems,
   validateShardConsumerOptions,
 } from '../options';
 import { KCL_APPLICATION, KCL_SHARD, KCL_STATE, KCL_STREAM } from '../search-attributes';
@@ -128,24 +129,13 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   }
   const validation = validateShardConsumerOptions(input.shardOptions);
   if (!validation.ok) throw invalid(`invalid shardOptions: ${validation.issues.join('; ')}`);
-  const syncIntervalMs = input.shardSyncIntervalMs ?? 10_000;
-  if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 100) {
-    throw invalid(`shardSyncIntervalMs must be a whole number of milliseconds >= 100, got ${String(syncIntervalMs)}`);
-  }
-  const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
-  if (!Number.isInteger(workflowTaskTimeoutMs) || workflowTaskTimeoutMs < 1_000 || workflowTaskTimeoutMs > 120_000) {
-    throw invalid(
-      `shardWorkflowTaskTimeoutMs must be a whole number of milliseconds from 1000 to 120000, got ${String(workflowTaskTimeoutMs)}`,
-    );
-  }
-  const maxEventsPerRun = input.maxHistoryEventsPerRun ?? 20_000;
-  if (!Number.isInteger(maxEventsPerRun) || maxEventsPerRun < 100) {
-    throw invalid(`maxHistoryEventsPerRun must be a whole number >= 100, got ${String(maxEventsPerRun)}`);
-  }
   const { applicationName, streamName } = input;
   const tableName = input.tableName ?? defaultTableName(applicationName);
-  const tableProblem = leaseTableNameProblem(tableName);
-  if (tableProblem) throw invalid(tableProblem);
+  const problems = streamConsumerSettingsProblems({ ...input, tableName });
+  if (problems.length > 0) throw invalid(problems.join('; '));
+  const syncIntervalMs = input.shardSyncIntervalMs ?? 10_000;
+  const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
+  const maxEventsPerRun = input.maxHistoryEventsPerRun ?? 20_000;
   const info = workflowInfo();
   const searchable = info.typedSearchAttributes.get(KCL_APPLICATION) !== undefined;
   // The shard consumers' heartbeat timeout: how soon a dead worker is noticed.
