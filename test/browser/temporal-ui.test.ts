@@ -163,59 +163,66 @@ async function inspectTemporalUi(context: DemoContext): Promise<UiObservations> 
 }
 
 describe('the demo in the Temporal Web UI', () => {
-  test('the UI lists every shard consumer of the demo stream and shows what a shard consumer is', { timeout: 300_000 }, async () => {
-    // Prepare
-    assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: install Debian's chromium (.ci/run does) or set CHROMIUM_PATH`);
-    rmSync(LIST_SCREENSHOT, { force: true });
-    rmSync(SHARD_SCREENSHOT, { force: true });
-    const lines: string[] = [];
-    let ui: UiObservations | undefined;
+  test(
+    'the UI lists every shard consumer of the demo stream and shows what a shard consumer is',
+    { timeout: 300_000 },
+    async () => {
+      // Prepare
+      assert.ok(
+        existsSync(CHROMIUM),
+        `no Chromium at ${CHROMIUM}: install Debian's chromium (.ci/run does) or set CHROMIUM_PATH`,
+      );
+      rmSync(LIST_SCREENSHOT, { force: true });
+      rmSync(SHARD_SCREENSHOT, { force: true });
+      const lines: string[] = [];
+      let ui: UiObservations | undefined;
 
-    // Act
-    const summary = await runDemo({
-      shards: 4,
-      rate: 50,
-      durationMs: 22_000,
-      splitAfterMs: 8_000,
-      workflowBundle: await workflowBundle(),
-      log: (line) => lines.push(line),
-      live: () => undefined,
-      beforeStop: async (context) => {
-        ui = await inspectTemporalUi(context);
-      },
-    });
+      // Act
+      const summary = await runDemo({
+        shards: 4,
+        rate: 50,
+        durationMs: 22_000,
+        splitAfterMs: 8_000,
+        workflowBundle: await workflowBundle(),
+        log: (line) => lines.push(line),
+        live: () => undefined,
+        beforeStop: async (context) => {
+          ui = await inspectTemporalUi(context);
+        },
+      });
 
-    // Assess: the demo itself
-    const demoLog = `demo log:\n${lines.join('\n')}`;
-    assert.ok(summary.produced > 0, demoLog);
-    assert.equal(summary.delivered, summary.produced, demoLog);
-    assert.equal(summary.outOfOrder, 0, demoLog);
-    assert.equal(summary.split, true, demoLog);
-    assert.ok(summary.shardConsumers >= 6, `${summary.shardConsumers} shard consumers; ${demoLog}`);
+      // Assess: the demo itself
+      const demoLog = `demo log:\n${lines.join('\n')}`;
+      assert.ok(summary.produced > 0, demoLog);
+      assert.equal(summary.delivered, summary.produced, demoLog);
+      assert.equal(summary.outOfOrder, 0, demoLog);
+      assert.equal(summary.split, true, demoLog);
+      assert.ok(summary.shardConsumers >= 6, `${summary.shardConsumers} shard consumers; ${demoLog}`);
 
-    // Assess: the list, filtered by KclStream, shows the stream consumer and a consumer per shard, children included
-    assert.ok(ui, 'beforeStop ran');
-    const originals = ui.shards.filter((shard) => shard.parentShardId === undefined);
-    const children = ui.shards.filter((shard) => shard.parentShardId !== undefined);
-    assert.equal(originals.length, 4, 'the stream was created with 4 shards');
-    assert.equal(children.length, 2, 'the split made two children');
-    const expected = [
-      streamConsumerWorkflowId(summary.applicationName, summary.streamName),
-      ...[...originals, ...children].map((shard) =>
-        shardConsumerWorkflowId(summary.applicationName, summary.streamName, shard.shardId),
-      ),
-    ];
-    assert.deepEqual(ui.listed, expected, 'the filtered list shows every consumer of the stream');
+      // Assess: the list, filtered by KclStream, shows the stream consumer and a consumer per shard, children included
+      assert.ok(ui, 'beforeStop ran');
+      const originals = ui.shards.filter((shard) => shard.parentShardId === undefined);
+      const children = ui.shards.filter((shard) => shard.parentShardId !== undefined);
+      assert.equal(originals.length, 4, 'the stream was created with 4 shards');
+      assert.equal(children.length, 2, 'the split made two children');
+      const expected = [
+        streamConsumerWorkflowId(summary.applicationName, summary.streamName),
+        ...[...originals, ...children].map((shard) =>
+          shardConsumerWorkflowId(summary.applicationName, summary.streamName, shard.shardId),
+        ),
+      ];
+      assert.deepEqual(ui.listed, expected, 'the filtered list shows every consumer of the stream');
 
-    // Assess: the shard consumer's page names its stream and shard, and its details render as a list
-    assert.equal(ui.opened.workflowId, `temporal-kcl/demo/${summary.streamName}/shardId-000000000000`);
-    assert.equal(
-      ui.opened.summary.trim(),
-      `Kinesis shard shardId-000000000000 of stream ${summary.streamName} (application demo)`,
-    );
-    assert.match(ui.opened.details, /^stream: demo-\d+$/m, `details: ${ui.opened.details}`);
-    assert.match(ui.opened.details, /^shard: shardId-000000000000$/m, `details: ${ui.opened.details}`);
-    assertPng(LIST_SCREENSHOT);
-    assertPng(SHARD_SCREENSHOT);
-  });
+      // Assess: the shard consumer's page names its stream and shard, and its details render as a list
+      assert.equal(ui.opened.workflowId, `temporal-kcl/demo/${summary.streamName}/shardId-000000000000`);
+      assert.equal(
+        ui.opened.summary.trim(),
+        `Kinesis shard shardId-000000000000 of stream ${summary.streamName} (application demo)`,
+      );
+      assert.match(ui.opened.details, /^stream: demo-\d+$/m, `details: ${ui.opened.details}`);
+      assert.match(ui.opened.details, /^shard: shardId-000000000000$/m, `details: ${ui.opened.details}`);
+      assertPng(LIST_SCREENSHOT);
+      assertPng(SHARD_SCREENSHOT);
+    },
+  );
 });

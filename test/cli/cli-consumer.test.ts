@@ -4,16 +4,15 @@
  * consumer with shutdown(REQUESTED).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
 import type { ShardConsumerResult } from '../../src/consumer-types';
 import { shardConsumerWorkflowId, streamConsumerWorkflowId } from '../../src/ids';
 import type { statusJson } from '../../src/cli/status-view';
 import { cliEnvironment, killAllCliProcesses, runCli } from '../helpers/cli';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  kclTestContextForSuite,
+  listShards,
   putRecords,
   recordingProcessor,
   testWorker,
@@ -25,22 +24,13 @@ type StatusJson = ReturnType<typeof statusJson>;
 const RECORDS = 40;
 
 describe('temporal-kcl start / status / stop', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await killAllCliProcesses();
-    await context.close();
-  });
+  const context = kclTestContextForSuite({ beforeClose: killAllCliProcesses });
 
   test('start consumes every shard; status agrees with the processor; stop ends each shard with REQUESTED', async (t) => {
     // Prepare
     const { kinesis, client } = context;
     const streamName = await createStream(kinesis, 2, 'cli-stream');
-    const shardIds = ((await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? []).map(
-      (shard) => shard.ShardId!,
-    );
+    const shardIds = (await listShards(kinesis, streamName)).map((shard) => shard.ShardId!);
     const applicationName = uniqueName('cli-app');
     const taskQueue = uniqueName('cli-tq');
     const env = cliEnvironment(context.stack, { TEMPORAL_KCL_TASK_QUEUE: taskQueue });

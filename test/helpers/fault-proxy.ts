@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { seededRandom } from './keyed-producer';
 
 /**
  * The faults the proxy injects. `lost-answer` forwards the call (it takes effect upstream) and then drops the connection
@@ -77,18 +78,6 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** A small deterministic PRNG (mulberry32), so runs inject the same faults in the same order. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function awsError(target: string, type: string, message: string) {
   // Kinesis and DynamoDB speak AWS JSON 1.1 / 1.0: the error type travels in __type (and x-amzn-ErrorType).
   const prefixed = target.startsWith('DynamoDB') ? `com.amazonaws.dynamodb.v20120810#${type}` : type;
@@ -119,7 +108,8 @@ function leaseKeyOf(request: Record<string, unknown>): string | undefined {
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const target = new URL(options.target);
   const kinds = options.kinds ?? ['throttle', 'limit', 'server-error', 'reset', 'slow'];
-  const next = random(options.seed ?? 1);
+  // Seeded, so runs inject the same faults in the same order.
+  const next = seededRandom(options.seed ?? 1);
   const calls = new Map<string, number>();
   const callTimes = new Map<string, number[]>();
   const log: ProxyCall[] = [];

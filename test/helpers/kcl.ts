@@ -1,16 +1,21 @@
+import { after, before } from 'node:test';
 import {
   CreateStreamCommand,
+  DescribeStreamSummaryCommand,
   type KinesisClient,
+  ListShardsCommand,
   PutRecordCommand,
+  type Shard,
   waitUntilStreamExists,
 } from '@aws-sdk/client-kinesis';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createAwsClients } from '../../src/aws/clients';
 import type { ShardProgress } from '../../src/consumer-types';
+import { shardConsumerWorkflowId } from '../../src/ids';
 import type { KinesisRecord, RecordProcessor, RecordProcessorFactory, ShutdownInput } from '../../src/record-processor';
 import { createKclWorker, type KclWorker, type KclWorkerOptions } from '../../src/worker';
-import { progressQuery } from '../../src/workflows/shard-consumer';
+import { progressQuery, type ShardConsumerInput, shardConsumerWorkflow } from '../../src/workflows/shard-consumer';
 import { workflowBundle } from './bundle';
 import { installQuietRuntime } from './runtime';
 import { type TestStack, testStack, uniqueName } from './stack';
@@ -46,6 +51,44 @@ export async function kclTestContext(): Promise<KclTestContext> {
   };
 }
 
+/**
+ * Opens a test context before the tests of the enclosing `describe` and closes it after them (after `beforeClose`, e.g.
+ * killing the child processes that use it). The object returned reads through to that context, so use it inside tests
+ * and hooks only.
+ */
+export function kclTestContextForSuite(options: { beforeClose?: () => Promise<void> } = {}): KclTestContext {
+  let opened: KclTestContext | undefined;
+  before(async () => {
+    opened = await kclTestContext();
+  });
+  after(async () => {
+    await options.beforeClose?.();
+    await opened?.close();
+  });
+  const current = (): KclTestContext => {
+    if (!opened) throw new Error('the test context opens in a before hook: use it inside tests and hooks');
+    return opened;
+  };
+  return {
+    get stack() {
+      return current().stack;
+    },
+    get kinesis() {
+      return current().kinesis;
+    },
+    get dynamoDb() {
+      return current().dynamoDb;
+    },
+    get client() {
+      return current().client;
+    },
+    get nativeConnection() {
+      return current().nativeConnection;
+    },
+    close: () => current().close(),
+  };
+}
+
 /** A worker on the test stack with the given processors and a pre-built workflow bundle. */
 export async function testWorker(
   context: KclTestContext,
@@ -67,6 +110,38 @@ export async function createStream(kinesis: KinesisClient, shards: number, prefi
   await kinesis.send(new CreateStreamCommand({ StreamName, ShardCount: shards }));
   await waitUntilStreamExists({ client: kinesis, maxWaitTime: 60, minDelay: 1 }, { StreamName });
   return StreamName;
+}
+
+/** The stream's shards, as ListShards lists them. */
+export async function listShards(kinesis: KinesisClient, streamName: string): Promise<Shard[]> {
+  return (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+}
+
+/** The id of the stream's first shard (of a one-shard stream, its only one). */
+export async function firstShardId(kinesis: KinesisClient, streamName: string): Promise<string> {
+  return (await listShards(kinesis, streamName))[0]?.ShardId as string;
+}
+
+/** Waits until the stream is ACTIVE again (after a split or a merge), checking every 50 ms up to `attempts` times. */
+export async function waitUntilActive(kinesis: KinesisClient, streamName: string, attempts = 200): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
+    if (summary.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`stream ${streamName} did not become ACTIVE`);
+}
+
+/** Starts a ShardConsumerWorkflow on `taskQueue` under the shard's own workflow id (shardConsumerWorkflowId). */
+export function startShardConsumer(
+  context: KclTestContext,
+  { taskQueue, ...input }: ShardConsumerInput & { taskQueue: string },
+): Promise<WorkflowHandle<typeof shardConsumerWorkflow>> {
+  return context.client.workflow.start(shardConsumerWorkflow, {
+    taskQueue,
+    workflowId: shardConsumerWorkflowId(input.applicationName, input.streamName, input.shardId),
+    args: [input],
+  });
 }
 
 /** Puts records one by one (in order per partition key); returns their sequence numbers. */

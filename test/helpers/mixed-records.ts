@@ -2,9 +2,9 @@
  * A stream's worth of plain records and KPL aggregates, put one by one. As the KPL does, an aggregate holds only user
  * records whose partition keys hash to the shard it is put to (a consumer drops the others, as Java KCL does).
  */
-import { type KinesisClient, ListShardsCommand } from '@aws-sdk/client-kinesis';
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { inHashKeyRange } from '../../src/kinesis/hash-key';
-import { putRecords } from './kcl';
+import { listShards, putRecords } from './kcl';
 import { aggregate } from './records';
 
 export interface MixedRecordsOptions {
@@ -33,7 +33,7 @@ export async function putMixedRecords(
   streamName: string,
   options: MixedRecordsOptions,
 ): Promise<PutUserRecord[]> {
-  const shards = (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+  const shards = await listShards(kinesis, streamName);
   const shardOf = (partitionKey: string): string => {
     const shard = shards.find((candidate) =>
       inHashKeyRange(

@@ -1,28 +1,21 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import { progressQuery, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { progressQuery, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  kclTestContextForSuite,
+  listShards,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
 } from '../helpers/kcl';
 import { aggregate } from '../helpers/records';
 import { uniqueName } from '../helpers/stack';
 
 describe('ShardConsumerWorkflow on the real local stack', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('plain and KPL-aggregated records mixed: every record delivered once, in order; stop ends in shutdown(REQUESTED)', async () => {
     const streamName = await createStream(context.kinesis, 1);
@@ -45,23 +38,17 @@ describe('ShardConsumerWorkflow on the real local stack', () => {
       }
     }
     await putRecords(context.kinesis, streamName, puts);
-    const shards = await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }));
-    const shardId = shards.Shards?.[0]?.ShardId ?? '';
+    const shardId = (await listShards(context.kinesis, streamName))[0]?.ShardId ?? '';
 
     await worker.runUntil(
       (async () => {
-        const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+        const handle = await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              applicationName,
-              streamName,
-              shardId,
-              processor: 'recorder',
-              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 7, idleTimeBetweenReadsMs: 200 },
-            },
-          ],
+          applicationName,
+          streamName,
+          shardId,
+          processor: 'recorder',
+          options: { initialPosition: 'TRIM_HORIZON', maxRecords: 7, idleTimeBetweenReadsMs: 200 },
         });
         await recording.until((r) => r.records.length >= expected.length);
         const progress = await handle.query(progressQuery);

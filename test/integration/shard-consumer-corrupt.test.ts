@@ -3,17 +3,16 @@
  * record around them is delivered, in order, and the shard keeps moving.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import { shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  firstShardId,
+  kclTestContextForSuite,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
   progressWhen,
 } from '../helpers/kcl';
@@ -21,21 +20,14 @@ import { aggregate, type CorruptionKind, corruptAggregate } from '../helpers/rec
 import { uniqueName } from '../helpers/stack';
 
 describe('ShardConsumerWorkflow with corrupt aggregates', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('checksum, truncated and garbage aggregates are skipped and reported; the good records arrive in order', async () => {
     // Prepare: good plain records and good aggregates, with one corrupt aggregate of each kind between them.
     const streamName = await createStream(context.kinesis, 1);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
-    const shardId = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards?.[0]
-      ?.ShardId as string;
+    const shardId = await firstShardId(context.kinesis, streamName);
     const expected: string[] = [];
     const corruptSequenceNumbers: string[] = [];
     let lastGood = '';
@@ -69,18 +61,13 @@ describe('ShardConsumerWorkflow with corrupt aggregates', () => {
     // Act
     const { progress, result } = await worker.runUntil(
       (async () => {
-        const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+        const handle = await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              applicationName,
-              streamName,
-              shardId,
-              processor: 'recorder',
-              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 2, idleTimeBetweenReadsMs: 200 },
-            },
-          ],
+          applicationName,
+          streamName,
+          shardId,
+          processor: 'recorder',
+          options: { initialPosition: 'TRIM_HORIZON', maxRecords: 2, idleTimeBetweenReadsMs: 200 },
         });
         await recording.until((r) => r.records.length >= expected.length);
         const progress = await progressWhen(

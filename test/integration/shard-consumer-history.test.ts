@@ -4,17 +4,16 @@
  * data's content never appears in history.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
 import { temporal } from '@temporalio/proto';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import { progressQuery, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { progressQuery, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  firstShardId,
+  kclTestContextForSuite,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
 } from '../helpers/kcl';
 import { uniqueName } from '../helpers/stack';
@@ -39,13 +38,7 @@ interface HistoryFigures {
 }
 
 describe('ShardConsumerWorkflow history size', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('history bytes per batch do not grow with record size, and record data never appears in history', async () => {
     // Prepare: one stream of 1 KB records, one of 100 KB records; same count, one record per batch. (One application
@@ -59,8 +52,7 @@ describe('ShardConsumerWorkflow history size', () => {
     };
     for (const [name, size] of Object.entries(runs) as [keyof typeof runs, number][]) {
       const streamName = await createStream(context.kinesis, 1, `history-${name}`);
-      const shardId = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards?.[0]
-        ?.ShardId as string;
+      const shardId = await firstShardId(context.kinesis, streamName);
       await putRecords(
         context.kinesis,
         streamName,
@@ -76,19 +68,14 @@ describe('ShardConsumerWorkflow history size', () => {
       (async () => {
         const handles = await Promise.all(
           Object.values(streams).map(({ applicationName, streamName, shardId }) =>
-            context.client.workflow.start(shardConsumerWorkflow, {
+            startShardConsumer(context, {
               taskQueue,
-              workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-              args: [
-                {
-                  applicationName,
-                  streamName,
-                  shardId,
-                  processor: 'recorder',
-                  // One record per batch; a long idle pause keeps empty reads at the tip to about one per run.
-                  options: { initialPosition: 'TRIM_HORIZON', maxRecords: 1, idleTimeBetweenReadsMs: 10_000 },
-                },
-              ],
+              applicationName,
+              streamName,
+              shardId,
+              processor: 'recorder',
+              // One record per batch; a long idle pause keeps empty reads at the tip to about one per run.
+              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 1, idleTimeBetweenReadsMs: 10_000 },
             }),
           ),
         );

@@ -4,7 +4,7 @@
  * everything after it delivered) and writes its own checkpoints back in KCL's layout.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   type AttributeValue,
   CreateTableCommand,
@@ -12,15 +12,17 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { DescribeStreamSummaryCommand, ListShardsCommand, SplitShardCommand } from '@aws-sdk/client-kinesis';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import { shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { DescribeStreamSummaryCommand, SplitShardCommand } from '@aws-sdk/client-kinesis';
+import { stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
-  kclTestContext,
+  firstShardId,
+  kclTestContextForSuite,
   type KclTestContext,
+  listShards,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
 } from '../helpers/kcl';
 import { aggregate } from '../helpers/records';
@@ -95,20 +97,14 @@ function consumerInput(applicationName: string, streamName: string, shardId: str
 }
 
 describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('resumes right after a plain-record checkpoint (sub 0) and after an aggregate checkpoint (sub N)', async () => {
     // Prepare: shard 0 holds plain records, shard 1 plain records around two aggregates.
     const streamName = await createStream(context.kinesis, 2);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
-    const shards = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+    const shards = await listShards(context.kinesis, streamName);
     const [plainShard, aggShard] = shards as [(typeof shards)[number], (typeof shards)[number]];
     const plainShardId = plainShard.ShardId!;
     const aggShardId = aggShard.ShardId!;
@@ -185,11 +181,7 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
       (async () => {
         const handles = await Promise.all(
           [plainShardId, aggShardId].map((shardId) =>
-            context.client.workflow.start(shardConsumerWorkflow, {
-              taskQueue,
-              workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-              args: [consumerInput(applicationName, streamName, shardId)],
-            }),
+            startShardConsumer(context, { taskQueue, ...consumerInput(applicationName, streamName, shardId) }),
           ),
         );
         await recording.until((r) => r.records.length >= expectedPlain.length + expectedAgg.length);
@@ -252,7 +244,7 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
     const streamName = await createStream(context.kinesis, 1);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
-    const [parent] = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+    const [parent] = await listShards(context.kinesis, streamName);
     const parentId = parent!.ShardId!;
     await putRecords(
       context.kinesis,
@@ -272,7 +264,7 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
       assert.ok(i < 200, 'stream becomes ACTIVE after the split');
       await new Promise((r) => setTimeout(r, 25));
     }
-    const shards = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+    const shards = await listShards(context.kinesis, streamName);
     const children = shards.filter((s) => s.ParentShardId === parentId);
     assert.equal(children.length, 2);
     const [lower, upper] = children.sort((a, b) =>
@@ -342,11 +334,7 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
     const results = await worker.runUntil(
       (async () => {
         const start = (shardId: string) =>
-          context.client.workflow.start(shardConsumerWorkflow, {
-            taskQueue,
-            workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-            args: [consumerInput(applicationName, streamName, shardId)],
-          });
+          startShardConsumer(context, { taskQueue, ...consumerInput(applicationName, streamName, shardId) });
         const parentResult = await (await start(parentId)).result();
         const handles = [await start(lower.ShardId!), await start(upper.ShardId!)];
         await recording.until((r) => r.records.length >= 2 + onUpper.length);
@@ -390,8 +378,7 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
     const streamName = await createStream(context.kinesis, 1);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
-    const shardId = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards?.[0]
-      ?.ShardId as string;
+    const shardId = await firstShardId(context.kinesis, streamName);
     const first = await putRecords(
       context.kinesis,
       streamName,
@@ -402,15 +389,10 @@ describe('ShardConsumerWorkflow on a lease table written by Java KCL', () => {
 
     const result = await worker.runUntil(
       (async () => {
-        const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+        const handle = await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              ...consumerInput(applicationName, streamName, shardId),
-              options: { initialPosition: 'TRIM_HORIZON' as const, idleTimeBetweenReadsMs: 200 },
-            },
-          ],
+          ...consumerInput(applicationName, streamName, shardId),
+          options: { initialPosition: 'TRIM_HORIZON' as const, idleTimeBetweenReadsMs: 200 },
         });
         await recording.until((r) => r.records.length >= first.length);
         const checkpointed = { S: first.at(-1)!.sequenceNumber };

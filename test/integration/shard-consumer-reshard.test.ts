@@ -4,44 +4,25 @@
  * order they were put, across parent and child shards.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  DescribeStreamSummaryCommand,
-  type KinesisClient,
-  ListShardsCommand,
-  MergeShardsCommand,
-  type Shard,
-  SplitShardCommand,
-} from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
+import { type KinesisClient, MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import type { WorkflowHandle } from '@temporalio/client';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import type { ShardConsumerResult } from '../../src/consumer-types';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import { progressQuery, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { progressQuery, type shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  kclTestContextForSuite,
+  listShards,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
+  waitUntilActive,
 } from '../helpers/kcl';
 import { uniqueName } from '../helpers/stack';
 
 const PARTITION_KEYS = 32;
-
-async function listShards(kinesis: KinesisClient, streamName: string): Promise<Shard[]> {
-  return (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
-}
-
-async function waitUntilActive(kinesis: KinesisClient, streamName: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-    if (summary.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`stream ${streamName} did not become ACTIVE`);
-}
 
 function parentsOf(shard: Shard): string[] {
   return [shard.ParentShardId, shard.AdjacentParentShardId].filter((id): id is string => Boolean(id));
@@ -94,13 +75,7 @@ function startProducer(kinesis: KinesisClient, streamName: string) {
 }
 
 describe('ShardConsumerWorkflow across a split and a merge', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('children wait for their parents; per key, delivery follows put order; parents end at SHARD_END', async () => {
     // Prepare: a two-shard stream, a producer that never pauses, and a processor whose parent shards are held back
@@ -123,24 +98,19 @@ describe('ShardConsumerWorkflow across a split and a merge', () => {
       const shardId = shard.ShardId!;
       handles.set(
         shardId,
-        await context.client.workflow.start(shardConsumerWorkflow, {
+        await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              applicationName,
-              streamName,
-              shardId,
-              processor: 'recorder',
-              parentShardIds: parentsOf(shard),
-              options: {
-                initialPosition: 'TRIM_HORIZON',
-                maxRecords: 10,
-                idleTimeBetweenReadsMs: 200,
-                parentShardPollIntervalMs: 200,
-              },
-            },
-          ],
+          applicationName,
+          streamName,
+          shardId,
+          processor: 'recorder',
+          parentShardIds: parentsOf(shard),
+          options: {
+            initialPosition: 'TRIM_HORIZON',
+            maxRecords: 10,
+            idleTimeBetweenReadsMs: 200,
+            parentShardPollIntervalMs: 200,
+          },
         }),
       );
     };

@@ -6,19 +6,19 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
-import { shardConsumerWorkflowId } from '../../src/ids';
 import type { ShardConsumerOptions } from '../../src/options';
-import { progressQuery, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { progressQuery, stopSignal } from '../../src/workflows/shard-consumer';
 import { killAllWorkerProcesses, startWorkerProcess } from '../helpers/child-worker';
 import {
   createStream,
-  kclTestContext,
+  kclTestContextForSuite,
   type KclTestContext,
+  listShards,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
 } from '../helpers/kcl';
 import { aggregate } from '../helpers/records';
@@ -71,8 +71,7 @@ async function putMixedRecords(context: KclTestContext, streamName: string, tag:
 }
 
 async function onlyShard(context: KclTestContext, streamName: string): Promise<string> {
-  const shards = await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }));
-  const shardId = shards.Shards?.[0]?.ShardId;
+  const shardId = (await listShards(context.kinesis, streamName))[0]?.ShardId;
   assert.ok(shardId, 'the stream has a shard');
   return shardId;
 }
@@ -109,10 +108,13 @@ async function killWorkerAndResume(
       // 'processing': the batch after the checkpoint is written out, then its processRecords never returns.
       ...(killWhile === 'processing' ? { hangOnData: `${tag}-p2` } : {}),
     });
-    const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+    const handle = await startShardConsumer(context, {
       taskQueue,
-      workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-      args: [{ applicationName, streamName, shardId, processor: 'recorder', options: FAST }],
+      applicationName,
+      streamName,
+      shardId,
+      processor: 'recorder',
+      options: FAST,
     });
     await workerA.until(
       (lines) =>
@@ -180,14 +182,7 @@ async function killWorkerAndResume(
 }
 
 describe('ShardConsumerWorkflow resumes from a checkpoint inside an aggregate', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await killAllWorkerProcesses();
-    await context.close();
-  });
+  const context = kclTestContextForSuite({ beforeClose: killAllWorkerProcesses });
 
   test('terminated workflow: a new run with the same id resumes at the next user record of the aggregate', async () => {
     // Prepare
@@ -213,29 +208,20 @@ describe('ShardConsumerWorkflow resumes from a checkpoint inside an aggregate', 
       processors: { first: first.factory, second: second.factory },
       taskQueue,
     });
-    const workflowId = shardConsumerWorkflowId(applicationName, streamName, shardId);
     const table = new CheckpointTable({ dynamoDb: context.dynamoDb, tableName: applicationName });
-    const input = { applicationName, streamName, shardId, options: FAST };
+    const input = { taskQueue, applicationName, streamName, shardId, options: FAST };
 
     await worker.runUntil(
       (async () => {
         // Act 1: consume everything, checkpointing at a2, then terminate the workflow (no shutdown, no checkpoint).
-        const firstRun = await context.client.workflow.start(shardConsumerWorkflow, {
-          taskQueue,
-          workflowId,
-          args: [{ ...input, processor: 'first' }],
-        });
+        const firstRun = await startShardConsumer(context, { ...input, processor: 'first' });
         await first.recording.until((r) => r.records.length >= expected.length);
         const leaseBefore = await table.getLease(shardId);
         assert.deepEqual(leaseBefore?.checkpoint, { sequenceNumber: a2.sequenceNumber, subSequenceNumber: 2 });
         await firstRun.terminate('test: consumer killed');
 
         // Act 2: a new consumer with the same workflow id.
-        const secondRun = await context.client.workflow.start(shardConsumerWorkflow, {
-          taskQueue,
-          workflowId,
-          args: [{ ...input, processor: 'second' }],
-        });
+        const secondRun = await startShardConsumer(context, { ...input, processor: 'second' });
         await second.recording.until((r) => r.records.length >= afterA2.length);
         // Give a wrongly repeated or extra delivery the time to show up.
         await new Promise((r) => setTimeout(r, 1_000));

@@ -5,26 +5,20 @@
  * started exactly once, children start within seconds of the reshard, and a stop ends every consumer.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  DescribeStreamSummaryCommand,
-  type KinesisClient,
-  ListShardsCommand,
-  MergeShardsCommand,
-  type Shard,
-  SplitShardCommand,
-} from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
+import { type KinesisClient, MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import type { Client } from '@temporalio/client';
 import { startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
 import type { ShardConsumerResult } from '../../src/consumer-types';
 import { shardConsumerWorkflowId, streamConsumerWorkflowId } from '../../src/ids';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  kclTestContextForSuite,
+  listShards,
   putRecords,
   recordingProcessor,
   testWorker,
+  waitUntilActive,
 } from '../helpers/kcl';
 import { uniqueName } from '../helpers/stack';
 
@@ -33,19 +27,6 @@ const PARTITION_KEYS = 24;
 const CHILD_START_BOUND_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function listShards(kinesis: KinesisClient, streamName: string): Promise<Shard[]> {
-  return (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
-}
-
-async function waitUntilActive(kinesis: KinesisClient, streamName: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-    if (summary.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await sleep(50);
-  }
-  throw new Error(`stream ${streamName} did not become ACTIVE`);
-}
 
 const isOpen = (shard: Shard) => shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
 const startKey = (shard: Shard) => BigInt(shard.HashKeyRange?.StartingHashKey ?? '-1');
@@ -101,13 +82,7 @@ async function closedExecutions(client: Client, workflowIds: string[]): Promise<
 }
 
 describe('StreamConsumerWorkflow on the real local stack', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('4 shards, a split and a merge while producing: every record, in key order, each shard consumed once', async (t) => {
     // Prepare

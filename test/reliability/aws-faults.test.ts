@@ -13,7 +13,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
 import type { ShardConsumerResult } from '../../src/consumer-types';
 import { getFreePort } from '../../src/dev/net';
@@ -21,7 +20,7 @@ import { shardConsumerWorkflowId } from '../../src/ids';
 import type { shardConsumerWorkflow } from '../../src/workflows/shard-consumer';
 import { type CliWorker, type MetricSample, scrapeMetrics, startCliWorker } from '../helpers/cli-worker';
 import { type FaultKind, type FaultProxy, type ProxyCall, startFaultProxy } from '../helpers/fault-proxy';
-import { createStream, kclTestContext, type KclTestContext } from '../helpers/kcl';
+import { createStream, kclTestContext, type KclTestContext, listShards } from '../helpers/kcl';
 import { putMixedRecords } from '../helpers/mixed-records';
 import { uniqueName } from '../helpers/stack';
 
@@ -112,9 +111,7 @@ describe('AWS faults (throttling, LimitExceeded, 500, resets, slow and lost answ
     const applicationName = uniqueName('app-faults');
     const taskQueue = uniqueName('tq-faults');
     const expected = (await putMixedRecords(context.kinesis, streamName, { puts: PUTS })).map((record) => record.data);
-    const shardIds = ((await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? []).map(
-      (shard) => shard.ShardId ?? '',
-    );
+    const shardIds = (await listShards(context.kinesis, streamName)).map((shard) => shard.ShardId ?? '');
     assert.equal(shardIds.length, SHARDS);
 
     const proxyOptions = { faultRate: FAULT_RATE, kinds: ALL_FAULTS, cycleKinds: true, slowMs: 1_000 };

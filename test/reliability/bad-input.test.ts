@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   type AttributeValue,
   CreateTableCommand,
@@ -14,19 +14,19 @@ import {
   ScanCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { startStreamConsumer, type StartStreamConsumerOptions } from '../../src/client/consumers';
-import { shardConsumerWorkflowId, streamConsumerWorkflowId } from '../../src/ids';
+import { streamConsumerWorkflowId } from '../../src/ids';
 import { shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import { streamConsumerWorkflow } from '../../src/workflows/stream-consumer';
 import {
   createStream,
-  kclTestContext,
-  type KclTestContext,
+  firstShardId,
+  kclTestContextForSuite,
   putRecords,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
   progressWhen,
 } from '../helpers/kcl';
@@ -36,18 +36,7 @@ import { uniqueName } from '../helpers/stack';
 const MiB = 1024 * 1024;
 
 describe('bad and extreme input on the real local stack', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
-
-  async function shardOf(streamName: string): Promise<string> {
-    const { Shards } = await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }));
-    return Shards?.[0]?.ShardId as string;
-  }
+  const context = kclTestContextForSuite();
 
   /** The failure a workflow ended with, and whether its history scheduled any activity or child workflow. */
   async function failureOf(handle: WorkflowHandle): Promise<{ failure: unknown; startedAnything: boolean }> {
@@ -76,7 +65,7 @@ describe('bad and extreme input on the real local stack', () => {
   test('records at the limits arrive byte-exact; corrupt aggregates are skipped and reported', async () => {
     // Prepare: every kind of odd record, in one shard, with corrupt aggregates among them.
     const streamName = await createStream(context.kinesis, 1, 'bad-input');
-    const shardId = await shardOf(streamName);
+    const shardId = await firstShardId(context.kinesis, streamName);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
     const longKey = 'k'.repeat(256);
@@ -125,18 +114,13 @@ describe('bad and extreme input on the real local stack', () => {
     const started = Date.now();
     const { progress, result } = await worker.runUntil(
       (async () => {
-        const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+        const handle = await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              applicationName,
-              streamName,
-              shardId,
-              processor: 'recorder',
-              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 4, idleTimeBetweenReadsMs: 200 },
-            },
-          ],
+          applicationName,
+          streamName,
+          shardId,
+          processor: 'recorder',
+          options: { initialPosition: 'TRIM_HORIZON', maxRecords: 4, idleTimeBetweenReadsMs: 200 },
         });
         await recording.until((r) => r.records.some((record) => record.partitionKey === 'after'));
         const afterSequenceNumber = recording.records.find((r) => r.partitionKey === 'after')?.sequenceNumber;
@@ -335,7 +319,7 @@ describe('bad and extreme input on the real local stack', () => {
   test('a lease table with the wrong key schema: LeaseTableSchema failure, table and item untouched', async () => {
     // Prepare: two tables that are not KCL lease tables (leaseKey of type N; another key name), each with one item.
     const streamName = await createStream(context.kinesis, 1, 'bad-table');
-    const shardId = await shardOf(streamName);
+    const shardId = await firstShardId(context.kinesis, streamName);
     await putRecords(context.kinesis, streamName, [{ partitionKey: 'pk', data: 'never delivered' }]);
     const tables: {
       tableName: string;

@@ -15,15 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  DescribeStreamSummaryCommand,
-  type KinesisClient,
-  ListShardsCommand,
-  MergeShardsCommand,
-  type Shard,
-  SplitShardCommand,
-} from '@aws-sdk/client-kinesis';
+import { describe, test } from 'node:test';
+import { MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
 import { comparePositions, type ExtendedSequenceNumber, formatPosition } from '../../src/positions';
@@ -31,7 +24,7 @@ import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { killAllWorkerProcesses, startWorkerProcess, type WorkerProcess } from '../helpers/child-worker';
 import { checkDeliveries, type Kill } from '../helpers/delivery-log';
 import { timeoutsIn } from '../helpers/history-timeouts';
-import { createStream, kclTestContext, type KclTestContext } from '../helpers/kcl';
+import { createStream, kclTestContextForSuite, listShards, waitUntilActive } from '../helpers/kcl';
 import { KeyedProducer, seededRandom } from '../helpers/keyed-producer';
 import { OutputTail, pollLeases } from '../helpers/run-watch';
 import { uniqueName } from '../helpers/stack';
@@ -71,28 +64,8 @@ const startKey = (shard: Shard) => BigInt(shard.HashKeyRange?.StartingHashKey ??
 const endKey = (shard: Shard) => BigInt(shard.HashKeyRange?.EndingHashKey ?? '-1');
 const isOpen = (shard: Shard) => shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
 
-async function listShards(kinesis: KinesisClient, streamName: string): Promise<Shard[]> {
-  return (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
-}
-
-async function waitUntilActive(kinesis: KinesisClient, streamName: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-    if (summary.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await sleep(50);
-  }
-  throw new Error(`stream ${streamName} did not become ACTIVE`);
-}
-
 describe('crash suite: SIGKILLed workers while producing and resharding', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await killAllWorkerProcesses();
-    await context.close();
-  });
+  const context = kclTestContextForSuite({ beforeClose: killAllWorkerProcesses });
 
   test('no record lost; duplicates only from the batch in flight at a kill; order per key kept', async () => {
     // Prepare
@@ -176,7 +149,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
           }),
         );
         log(`split ${toSplit.ShardId}`);
-        await waitUntilActive(kinesis, streamName);
+        await waitUntilActive(kinesis, streamName, 400);
         await sleep(MERGE_AT_MS - SPLIT_AT_MS);
         const open = (await listShards(kinesis, streamName))
           .filter((shard) => isOpen(shard) && !shard.ParentShardId)
@@ -194,7 +167,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
           }),
         );
         log(`merged ${lower.ShardId} and ${upper.ShardId}`);
-        await waitUntilActive(kinesis, streamName);
+        await waitUntilActive(kinesis, streamName, 400);
       })();
       resharding.catch(() => undefined); // awaited (and its failure reported) after the kills
 

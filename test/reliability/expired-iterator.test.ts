@@ -6,13 +6,13 @@
  * the last record it processed (not at the checkpoint), lose nothing, deliver nothing twice, and count each expiry.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
 import type { Checkpoint } from '../../src/positions';
 import type { RecordProcessorFactory } from '../../src/record-processor';
 import { type GetRecordsCall, type ProxyCall, startFaultProxy } from '../helpers/fault-proxy';
-import { createStream, kclTestContext, type KclTestContext, testWorker } from '../helpers/kcl';
+import { createStream, kclTestContextForSuite, testWorker } from '../helpers/kcl';
 import { putMixedRecords } from '../helpers/mixed-records';
 import { uniqueName } from '../helpers/stack';
 
@@ -83,13 +83,7 @@ const sequenceOf = (checkpoint: Checkpoint | undefined) =>
   typeof checkpoint === 'object' ? BigInt(checkpoint.sequenceNumber) : -1n;
 
 describe('expired shard iterators', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   async function run(scenario: Scenario): Promise<void> {
     // Prepare: plain records and aggregates; a processor that checkpoints its first batch only; a proxy that expires.

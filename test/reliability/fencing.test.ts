@@ -3,9 +3,8 @@
  * backwards nor overwrite a newer owner's; the consumer that lost its lease ends as a ZOMBIE and writes nothing more.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
@@ -15,23 +14,23 @@ import {
 } from '../../src/activities/checkpoint-activities';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import type { ShardRef } from '../../src/consumer-types';
-import { shardConsumerWorkflowId } from '../../src/ids';
 import type { RecordProcessorFactory, ShutdownReason } from '../../src/record-processor';
-import { progressQuery, shardConsumerWorkflow } from '../../src/workflows/shard-consumer';
-import { createStream, kclTestContext, type KclTestContext, putRecords, testWorker } from '../helpers/kcl';
+import { progressQuery } from '../../src/workflows/shard-consumer';
+import {
+  createStream,
+  firstShardId,
+  kclTestContextForSuite,
+  putRecords,
+  startShardConsumer,
+  testWorker,
+} from '../helpers/kcl';
 import { sequenceNumber } from '../helpers/records';
 import { uniqueName } from '../helpers/stack';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('checkpoint fencing', () => {
-  let context: KclTestContext;
-  before(async () => {
-    context = await kclTestContext();
-  });
-  after(async () => {
-    await context.close();
-  });
+  const context = kclTestContextForSuite();
 
   test('the checkpoint activity refuses a former owner and a stale attempt (CheckpointConflict, not retried) and accepts an idempotent retry', async () => {
     // Prepare: owner A claims and checkpoints; owner B takes the shard over and checkpoints further.
@@ -129,8 +128,7 @@ describe('checkpoint fencing', () => {
   test('a consumer whose lease another owner claimed: its next checkpoint is fenced, shutdown(ZOMBIE) without a checkpointer, ends ZOMBIE', async () => {
     // Prepare: a consumer that has processed and checkpointed 6 records.
     const streamName = await createStream(context.kinesis, 1, 'fencing');
-    const shardId = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards?.[0]
-      ?.ShardId as string;
+    const shardId = await firstShardId(context.kinesis, streamName);
     const applicationName = uniqueName('app');
     const taskQueue = uniqueName('tq');
     const puts = await putRecords(
@@ -158,18 +156,13 @@ describe('checkpoint fencing', () => {
 
     const { result, progressBefore, intruder, deliveredBeforeClaim } = await worker.runUntil(
       (async () => {
-        const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+        const handle = await startShardConsumer(context, {
           taskQueue,
-          workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
-          args: [
-            {
-              applicationName,
-              streamName,
-              shardId,
-              processor: 'fenced',
-              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 3, idleTimeBetweenReadsMs: 200 },
-            },
-          ],
+          applicationName,
+          streamName,
+          shardId,
+          processor: 'fenced',
+          options: { initialPosition: 'TRIM_HORIZON', maxRecords: 3, idleTimeBetweenReadsMs: 200 },
         });
         await waitFor('the consumer to checkpoint r5', async () => {
           const lease = await table.getLease(shardId).catch(() => undefined); // the table may not exist yet

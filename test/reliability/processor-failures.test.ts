@@ -6,21 +6,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-kinesis';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { DeadLetterEntry } from '../../src/activities';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import type { DeadLetterDestination, ShardConsumerResult, ShardProgress } from '../../src/consumer-types';
 import { getFreePort } from '../../src/dev/net';
-import { shardConsumerWorkflowId } from '../../src/ids';
 import type { ShardConsumerOptions } from '../../src/options';
-import { progressQuery, retrySignal, shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
+import { progressQuery, retrySignal, type shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
+  firstShardId,
   kclTestContext,
   type KclTestContext,
   putRecords,
+  type Recording,
   recordingProcessor,
+  startShardConsumer,
   testWorker,
   progressWhen,
 } from '../helpers/kcl';
@@ -57,8 +59,7 @@ describe('processing failures on the real local stack', () => {
 
   async function scenario(count: number, poison: number[] = []): Promise<Scenario> {
     const streamName = await createStream(context.kinesis, 1, 'failures');
-    const shardId = (await context.kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards?.[0]
-      ?.ShardId as string;
+    const shardId = await firstShardId(context.kinesis, streamName);
     const texts = Array.from({ length: count }, (_, i) => {
       const name = `r${String(i).padStart(2, '0')}`;
       return poison.includes(i) ? `POISON ${name}` : name;
@@ -79,18 +80,13 @@ describe('processing failures on the real local stack', () => {
   }
 
   function start(s: Scenario, options: ShardConsumerOptions): Promise<WorkflowHandle<typeof shardConsumerWorkflow>> {
-    return context.client.workflow.start(shardConsumerWorkflow, {
+    return startShardConsumer(context, {
       taskQueue: s.taskQueue,
-      workflowId: shardConsumerWorkflowId(s.applicationName, s.streamName, s.shardId),
-      args: [
-        {
-          applicationName: s.applicationName,
-          streamName: s.streamName,
-          shardId: s.shardId,
-          processor: 'poison-aware',
-          options: { initialPosition: 'TRIM_HORIZON', maxRecords: 5, idleTimeBetweenReadsMs: 200, ...options },
-        },
-      ],
+      applicationName: s.applicationName,
+      streamName: s.streamName,
+      shardId: s.shardId,
+      processor: 'poison-aware',
+      options: { initialPosition: 'TRIM_HORIZON', maxRecords: 5, idleTimeBetweenReadsMs: 200, ...options },
     });
   }
 
@@ -130,6 +126,22 @@ describe('processing failures on the real local stack', () => {
       if (Date.now() > deadline) throw new Error(`progress never matched; last: ${JSON.stringify(progress)}`);
       await sleep(100);
     }
+  }
+
+  /**
+   * Starts the consumer of a 12-record scenario, waits until its last record (r11) is delivered and 3 batches are
+   * counted, and stops it; returns the progress from before the stop, and the result.
+   */
+  async function consumeToR11AndStop(
+    s: Scenario,
+    recording: Recording,
+    options: ShardConsumerOptions,
+  ): Promise<{ progress: ShardProgress; result: ShardConsumerResult }> {
+    const handle = await start(s, options);
+    await recording.until((r) => r.records.some((record) => text(record.data) === 'r11'));
+    const progress = await progressUntil(handle, (p) => p.counters.batches >= 3);
+    await handle.signal(stopSignal);
+    return { progress, result: await handle.result() };
   }
 
   async function checkpointOf(s: Scenario) {
@@ -218,18 +230,12 @@ describe('processing failures on the real local stack', () => {
     const deadLetter = await destination(s);
 
     const { progress, result } = await worker.runUntil(
-      (async () => {
-        const handle = await start(s, {
-          processingRetry: { maximumAttempts: 3, initialIntervalMs: 100 },
-          onProcessingFailure: 'DEAD_LETTER',
-          deadLetterGranularity: 'RECORD',
-          deadLetter,
-        });
-        await recording.until((r) => r.records.some((record) => text(record.data) === 'r11'));
-        const progress = await progressUntil(handle, (p) => p.counters.batches >= 3);
-        await handle.signal(stopSignal);
-        return { progress, result: await handle.result() };
-      })(),
+      consumeToR11AndStop(s, recording, {
+        processingRetry: { maximumAttempts: 3, initialIntervalMs: 100 },
+        onProcessingFailure: 'DEAD_LETTER',
+        deadLetterGranularity: 'RECORD',
+        deadLetter,
+      }),
     );
     const deadLettered = await readBack(s, entries);
 
@@ -314,11 +320,10 @@ describe('processing failures on the real local stack', () => {
         return { type: 'KINESIS', streamName: dlqStream };
       },
       async () => {
-        const shard = (await context.kinesis.send(new ListShardsCommand({ StreamName: dlqStream }))).Shards?.[0];
         const { ShardIterator } = await context.kinesis.send(
           new GetShardIteratorCommand({
             StreamName: dlqStream,
-            ShardId: shard?.ShardId,
+            ShardId: await firstShardId(context.kinesis, dlqStream),
             ShardIteratorType: 'TRIM_HORIZON',
           }),
         );
@@ -353,20 +358,13 @@ describe('processing failures on the real local stack', () => {
     });
 
     // Act
-    const progress = await worker.runUntil(
-      (async () => {
-        const handle = await start(s, {
-          processingRetry: { maximumAttempts: 3, initialIntervalMs: 100 },
-          onProcessingFailure: 'DEAD_LETTER',
-          deadLetterGranularity: 'BATCH',
-          deadLetter: { type: 'CALLBACK', name: 'test-dlq' },
-        });
-        await recording.until((r) => r.records.some((record) => text(record.data) === 'r11'));
-        const progress = await progressUntil(handle, (p) => p.counters.batches >= 3);
-        await handle.signal(stopSignal);
-        await handle.result();
-        return progress;
-      })(),
+    const { progress } = await worker.runUntil(
+      consumeToR11AndStop(s, recording, {
+        processingRetry: { maximumAttempts: 3, initialIntervalMs: 100 },
+        onProcessingFailure: 'DEAD_LETTER',
+        deadLetterGranularity: 'BATCH',
+        deadLetter: { type: 'CALLBACK', name: 'test-dlq' },
+      }),
     );
 
     // Assess: the failing batch (r05..r09 with maxRecords 5) is dead-lettered whole, never re-delivered record by record.
@@ -416,19 +414,12 @@ describe('processing failures on the real local stack', () => {
     });
 
     // Act
-    const progress = await worker.runUntil(
-      (async () => {
-        const handle = await start(s, {
-          processingRetry: { maximumAttempts: 2, initialIntervalMs: 100 },
-          onProcessingFailure: 'DEAD_LETTER',
-          deadLetter: { type: 'CALLBACK', name: 'flaky-dlq' },
-        });
-        await recording.until((r) => r.records.some((record) => text(record.data) === 'r11'));
-        const progress = await progressUntil(handle, (p) => p.counters.batches >= 3);
-        await handle.signal(stopSignal);
-        await handle.result();
-        return progress;
-      })(),
+    const { progress } = await worker.runUntil(
+      consumeToR11AndStop(s, recording, {
+        processingRetry: { maximumAttempts: 2, initialIntervalMs: 100 },
+        onProcessingFailure: 'DEAD_LETTER',
+        deadLetter: { type: 'CALLBACK', name: 'flaky-dlq' },
+      }),
     );
 
     // Assess
