@@ -3,26 +3,36 @@
  * shard's next batch is processed by the other. Each trial then starts a replacement worker, so two are always running.
  * Measured with the library's defaults and with the settings this benchmark recommends.
  */
-import type { Duration } from '@temporalio/common';
-import { shardConsumerWorkflowId } from '../src/ids';
+import type { WorkflowHandle } from '@temporalio/client';
+import { defaultTableName, workerTaskQueue } from '../src/ids';
 import {
   DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+  type ResolvedShardConsumerOptions,
   type ShardConsumerOptions,
   validateShardConsumerOptions,
 } from '../src/options';
 import { DEFAULT_STICKY_QUEUE_TIMEOUT_MS } from '../src/worker';
-import { shardConsumerWorkflow, stopSignal } from '../src/workflows/shard-consumer';
 import type { WorkerChild } from './lib/children';
 import type { BenchContext } from './lib/context';
 import { createStream, deleteStream, prefill, RateProducer, uniqueName } from './lib/kinesis';
-import { lastWorkflowWorker, replayAfter, timelineBetween, timeoutsBetween, type TimeoutEvent } from './lib/history';
+import {
+  historyEvents,
+  lastWorkflowWorker,
+  replayAfter,
+  timelineBetween,
+  timeoutsBetween,
+  type TimeoutEvent,
+} from './lib/history';
 import type { BatchReport } from './lib/protocol';
+import { startShardConsumer, STOP_TIMEOUT_MS, stopOrTerminate, type WorkflowTaskTimeout } from './lib/shard-run';
 import { max, median, round } from './lib/stats';
 
 const RATE = 20;
 /** Batches before a kill in the long-history scenario: a run continues as new at ~4000 history events (~400 batches: Temporal suggests it), so this is close to the longest history a worker replays. */
 const LONG_HISTORY_BATCHES = 370;
 const RECORD_BYTES = 100;
+/** Temporal's own workflow task timeout, which a shard consumer gets when the settings leave it undefined. */
+const TEMPORAL_WORKFLOW_TASK_TIMEOUT: WorkflowTaskTimeout = '10s';
 
 export interface FailoverSettings {
   name: string;
@@ -33,7 +43,7 @@ export interface FailoverSettings {
   /** createKclWorker's stickyQueueScheduleToStartTimeoutMs; undefined: the library default (500). */
   stickyQueueScheduleToStartTimeoutMs?: number;
   /** The shard consumer's workflow task timeout; undefined: Temporal's default (10 s). */
-  workflowTaskTimeout?: Duration;
+  workflowTaskTimeout?: WorkflowTaskTimeout;
 }
 
 /**
@@ -107,7 +117,6 @@ export interface FailoverResult {
    * length of the run's history at the kill, and how long the worker taking over took to replay it.
    */
   trialDetails: {
-    failoverMs: number;
     timeouts: TimeoutEvent[];
     historyEventsAtKill: number;
     replayMs: number;
@@ -140,17 +149,25 @@ interface Scenario {
   maxBatchesPerRun?: number;
 }
 
+/** The settings' shard options with the library's defaults filled in; throws if they are invalid. */
+function resolveSettings(settings: FailoverSettings): ResolvedShardConsumerOptions {
+  const validation = validateShardConsumerOptions(settings.shardOptions);
+  if (!validation.ok) throw new Error(`failover settings ${settings.name}: ${validation.issues.join('; ')}`);
+  return validation.options;
+}
+
 async function measureSettings(
   context: BenchContext,
   settings: FailoverSettings,
   scenario: Scenario,
 ): Promise<FailoverResult> {
   const { trials } = scenario;
+  const resolved = resolveSettings(settings);
   const taskQueue = uniqueName('bench-failover');
   const { streamName, shards } = await createStream(context.kinesis, 1, 'bench-failover');
   const shard = shards[0]!;
   const applicationName = uniqueName('app-failover');
-  await context.createLeaseTable(applicationName);
+  await context.createLeaseTable(defaultTableName(applicationName));
   const events: Event[] = [];
   const workers: WorkerChild[] = [];
   const startWorker = async () => {
@@ -182,6 +199,8 @@ async function measureSettings(
   const producer = new RateProducer(context.kinesis, streamName, shards, scenario.rate, RECORD_BYTES);
   const failoverMs: number[] = [];
   const trialDetails: FailoverResult['trialDetails'] = [];
+  const log = (line: string) => context.log(`  ${settings.name}${scenario.name ? `, ${scenario.name}` : ''}: ${line}`);
+  let handle: WorkflowHandle | undefined;
   try {
     // Long history: one worker runs the workflow and the shard until the history is built, so the kill takes both.
     await Promise.all(scenario.historyBatches ? [startWorker()] : [startWorker(), startWorker()]);
@@ -190,26 +209,18 @@ async function measureSettings(
     } else {
       producer.start();
     }
-    const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+    handle = await startShardConsumer(context, {
       taskQueue,
-      workflowId: shardConsumerWorkflowId(applicationName, streamName, shard.shardId),
-      ...(settings.workflowTaskTimeout !== undefined ? { workflowTaskTimeout: settings.workflowTaskTimeout } : {}),
-      args: [
-        {
-          applicationName,
-          streamName,
-          shardId: shard.shardId,
-          processor: 'bench',
-          parentShardIds: [],
-          hashKeyRange: shard.hashKeyRange,
-          options: {
-            initialPosition: 'TRIM_HORIZON',
-            ...settings.shardOptions,
-            ...(scenario.historyBatches ? { maxRecords: 1 } : {}),
-            ...(scenario.maxBatchesPerRun ? { maxBatchesPerRun: scenario.maxBatchesPerRun } : {}),
-          },
-        },
-      ],
+      applicationName,
+      streamName,
+      shard,
+      workflowTaskTimeout: settings.workflowTaskTimeout ?? TEMPORAL_WORKFLOW_TASK_TIMEOUT,
+      options: {
+        initialPosition: 'TRIM_HORIZON',
+        ...settings.shardOptions,
+        ...(scenario.historyBatches ? { maxRecords: 1 } : {}),
+        ...(scenario.maxBatchesPerRun ? { maxBatchesPerRun: scenario.maxBatchesPerRun } : {}),
+      },
     });
     if (scenario.historyBatches) {
       // One record per batch: the history grows by a batch's events per record.
@@ -235,23 +246,19 @@ async function measureSettings(
       await holder.kill('SIGKILL');
       const next = await waitForEvent((event) => event.worker !== holder && event.batch.at > killedAt, 120_000);
       failoverMs.push(next.batch.at - killedAt);
-      const waitedFor = await timeoutsBetween(handle, killedAt, next.batch.at).catch(() => []);
-      const replayMs = await replayAfter(handle, killedAt).catch(() => Number.NaN);
-      const workflowWorker = await lastWorkflowWorker(handle, killedAt).catch(() => undefined);
-      const killedWorkflowWorker = workflowWorker !== undefined && holder.workerQueue.endsWith(`@${workflowWorker}`);
-      trialDetails.push({
-        failoverMs: next.batch.at - killedAt,
-        timeouts: waitedFor,
-        historyEventsAtKill,
-        replayMs,
-        killedWorkflowWorker,
-      });
+      const history = await historyEvents(handle).catch(() => []);
+      const waitedFor = timeoutsBetween(history, killedAt, next.batch.at);
+      const replayMs = replayAfter(history, killedAt);
+      const workflowWorker = lastWorkflowWorker(history, killedAt);
+      const killedWorkflowWorker =
+        workflowWorker !== undefined && holder.workerQueue === workerTaskQueue(taskQueue, workflowWorker);
+      trialDetails.push({ timeouts: waitedFor, historyEventsAtKill, replayMs, killedWorkflowWorker });
       if (process.env.BENCH_DEBUG_FAILOVER) {
-        const lines = await timelineBetween(handle, killedAt, next.batch.at);
+        const lines = timelineBetween(history, killedAt, next.batch.at);
         context.log(`  killed ${holder.workerQueue}:\n${lines.join('\n')}`);
       }
-      context.log(
-        `  ${settings.name}${scenario.name ? `, ${scenario.name}` : ''}: trial ${trial + 1}: ${next.batch.at - killedAt} ms ` +
+      log(
+        `trial ${trial + 1}: ${next.batch.at - killedAt} ms ` +
           `(history ${historyEventsAtKill} events, ${killedWorkflowWorker ? `workflow worker killed too, replayed in ${replayMs} ms` : 'workflow ran on the other worker'})` +
           (waitedFor.length > 0
             ? ` (timeouts: ${waitedFor.map((t) => `${t.what} ${t.timeoutType} at +${t.atMs} ms`).join(', ')})`
@@ -261,22 +268,13 @@ async function measureSettings(
       // Two workers again for the next trial.
       if (trial + 1 < trials) await startWorker();
     }
-    await handle.signal(stopSignal);
-    await Promise.race([
-      handle.result(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('consumer did not stop within 60 s')), 60_000)),
-    ]).catch(async (error: unknown) => {
-      context.log(`  ${settings.name}: ${String(error)}; terminating`);
-      await handle.terminate('benchmark cleanup').catch(() => undefined);
-    });
   } finally {
+    // Before the workers stop: a consumer asked to stop needs a worker to end on.
+    if (handle) await stopOrTerminate(handle, STOP_TIMEOUT_MS, log);
     await producer.stop();
     await Promise.all(workers.map((worker) => worker.stop()));
     await deleteStream(context.kinesis, streamName);
   }
-  const validation = validateShardConsumerOptions(settings.shardOptions);
-  if (!validation.ok) throw new Error(`failover settings ${settings.name}: ${validation.issues.join('; ')}`);
-  const resolved = validation.options;
   const result: FailoverResult = {
     settings: {
       name: settings.name,
@@ -284,7 +282,7 @@ async function measureSettings(
       workerScheduleToStartTimeoutMs: resolved.workerScheduleToStartTimeoutMs,
       stickyQueueScheduleToStartTimeoutMs:
         settings.stickyQueueScheduleToStartTimeoutMs ?? DEFAULT_STICKY_QUEUE_TIMEOUT_MS,
-      workflowTaskTimeout: String(settings.workflowTaskTimeout ?? '10s'),
+      workflowTaskTimeout: String(settings.workflowTaskTimeout ?? TEMPORAL_WORKFLOW_TASK_TIMEOUT),
     },
     emulator: context.stack.kinesisEmulator,
     scenario: scenario.name || 'steady load',
@@ -296,9 +294,7 @@ async function measureSettings(
     p50Ms: round(median(failoverMs), 0),
     maxMs: round(max(failoverMs), 0),
   };
-  context.log(
-    `  ${settings.name}${scenario.name ? `, ${scenario.name}` : ''}: p50 ${result.p50Ms} ms, max ${result.maxMs} ms over ${result.trials} trials`,
-  );
+  log(`p50 ${result.p50Ms} ms, max ${result.maxMs} ms over ${result.trials} trials`);
   return result;
 }
 

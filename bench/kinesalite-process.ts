@@ -16,7 +16,7 @@ function main(): void {
   server.listen(0, '127.0.0.1', () => {
     const address = server.address();
     if (address === null || typeof address === 'string') throw new Error('kinesalite: no TCP address');
-    const message: EmulatorMessage = { type: 'ready', endpoint: `http://127.0.0.1:${address.port}`, pid: process.pid };
+    const message: EmulatorMessage = { type: 'ready', endpoint: `http://127.0.0.1:${address.port}` };
     process.send?.(message);
   });
   process.once('disconnect', () => process.exit(0));

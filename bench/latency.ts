@@ -5,18 +5,19 @@
  */
 import { performance } from 'node:perf_hooks';
 import { PutRecordCommand } from '@aws-sdk/client-kinesis';
+import type { WorkflowHandle } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { shardConsumerWorkflowId } from '../src/ids';
+import { defaultTableName } from '../src/ids';
 import type { ShardConsumerOptions } from '../src/options';
 import type { RecordProcessorFactory } from '../src/record-processor';
 import { createKclWorker } from '../src/worker';
-import { shardConsumerWorkflow, stopSignal } from '../src/workflows/shard-consumer';
 import { createDynamoDbClient, createKinesisClient } from '../src/aws/clients';
 import { workflowBundle } from '../test/helpers/bundle';
 import { countCommands } from './lib/command-counter';
 import type { BenchContext } from './lib/context';
-import { timelineBetween } from './lib/history';
+import { historyEvents, timelineBetween } from './lib/history';
 import { createStream, deleteStream, uniqueName } from './lib/kinesis';
+import { startShardConsumer, STOP_TIMEOUT_MS, stopOrTerminate } from './lib/shard-run';
 import { max, percentile, round } from './lib/stats';
 
 const RATE = 20;
@@ -50,14 +51,10 @@ async function measureOne(
   const { streamName, shards } = await createStream(context.kinesis, 1, 'bench-latency');
   const shard = shards[0]!;
   const applicationName = uniqueName('app-latency');
-  await context.createLeaseTable(applicationName);
+  await context.createLeaseTable(defaultTableName(applicationName));
   const processedAt = new Map<string, number>();
   const commands: Record<string, number> = {};
-  let initialized = false;
   const factory: RecordProcessorFactory = () => ({
-    initialize() {
-      initialized = true;
-    },
     async processRecords({ records, checkpointer }) {
       const now = performance.now();
       for (const record of records) {
@@ -95,21 +92,14 @@ async function measureOne(
       await new Promise((r) => setTimeout(r, 20));
     }
   };
+  let handle: WorkflowHandle | undefined;
   try {
-    const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+    handle = await startShardConsumer(context, {
       taskQueue,
-      workflowId: shardConsumerWorkflowId(applicationName, streamName, shard.shardId),
-      args: [
-        {
-          applicationName,
-          streamName,
-          shardId: shard.shardId,
-          processor: 'bench',
-          parentShardIds: [],
-          hashKeyRange: shard.hashKeyRange,
-          options: { initialPosition: 'TRIM_HORIZON', ...options },
-        },
-      ],
+      applicationName,
+      streamName,
+      shard,
+      options: { initialPosition: 'TRIM_HORIZON', ...options },
     });
     // Warm-up: the consumer is running, idling at the tip, and its path has run a few times.
     const warmup = [];
@@ -119,7 +109,6 @@ async function measureOne(
       await new Promise((r) => setTimeout(r, 1000 / RATE));
     }
     await waitFor(warmup, 60_000);
-    if (!initialized) throw new Error('latency: processor not initialized');
 
     const puts = new Map<string, { sent: number; acked: number }>();
     const count = Math.round(seconds * RATE);
@@ -136,10 +125,8 @@ async function measureOne(
     await waitFor([...puts.keys()], 30_000);
     if (process.env.BENCH_DEBUG_LATENCY) {
       const now = Date.now();
-      context.log((await timelineBetween(handle, now - 3_000, now)).join('\n'));
+      context.log(timelineBetween(await historyEvents(handle), now - 3_000, now).join('\n'));
     }
-    await handle.signal(stopSignal);
-    await handle.result();
 
     const latencies = [...puts.entries()].map(([key, { sent }]) => processedAt.get(key)! - sent);
     const putTimes = [...puts.values()].map(({ sent, acked }) => acked - sent);
@@ -161,6 +148,8 @@ async function measureOne(
     );
     return result;
   } finally {
+    // While the worker runs: a consumer asked to stop needs a worker to end on.
+    if (handle) await stopOrTerminate(handle, STOP_TIMEOUT_MS, (line) => context.log(`  ${name}: ${line}`));
     await worker.shutdown();
     await running.catch(() => undefined);
     kinesis.destroy();

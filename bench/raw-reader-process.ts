@@ -56,7 +56,7 @@ async function main(): Promise<void> {
         bytes += record.data.byteLength;
         records++;
       }
-      if (firstBatchMs === 0 && records > 0) {
+      if (firstBatchRecords === 0 && records > 0) {
         firstBatchMs = Date.now() - started;
         firstBatchRecords = records;
       }
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       }),
     );
   });
-  send({ type: 'ready', pid: process.pid });
+  send({ type: 'ready' });
 }
 
 main().catch((error: unknown) => {

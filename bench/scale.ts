@@ -3,15 +3,16 @@
  * from /proc), consumed through the stream consumer with default options while a producer puts 100 records/s on every
  * shard. Does it keep up (every record delivered, within a few seconds of the end of production)?
  */
-import { startStreamConsumer, stopStreamConsumer } from '../src/client/consumers';
-import { streamConsumerWorkflowId } from '../src/ids';
+import { startStreamConsumer } from '../src/client/consumers';
+import { defaultTableName, streamConsumerWorkflowId } from '../src/ids';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { createKinesisClient } from '../src/aws/clients';
 import { childPidsNamed, cpuSeconds, EmulatorChild } from './lib/children';
 import type { BenchContext } from './lib/context';
 import { createStream, deleteStream, RateProducer, uniqueName } from './lib/kinesis';
 import type { BatchReport } from './lib/protocol';
-import { MIB, round } from './lib/stats';
+import { STOP_TIMEOUT_MS, stopOrTerminate } from './lib/shard-run';
+import { max, MIB, round } from './lib/stats';
 
 const RATE_PER_SHARD = 100;
 const RECORD_BYTES = 1024;
@@ -28,10 +29,13 @@ export interface ScalePoint {
   producedPerSec: number;
   produced: number;
   delivered: number;
-  /** Delivered records ÷ (production start → last delivery). */
+  /** Delivered records ÷ (production start → last delivery); NaN if nothing was delivered. */
   recordsPerSec: number;
   mibPerSec: number;
-  /** Worker CPU seconds from production start to the last delivery, and as a share of one core. */
+  /**
+   * Worker CPU seconds from production start until every record was delivered (or the wait for them gave up), and as a
+   * share of one core over that time; the other processes' shares below cover the same time.
+   */
   workerCpuSeconds: number;
   workerCpuPercentOfOneCore: number;
   /** Peak resident set size of the worker process since it started (VmHWM). */
@@ -50,7 +54,7 @@ export interface ScalePoint {
   lagMaxMs: number;
   lagMaxFirstHalfMs: number;
   lagMaxSecondHalfMs: number;
-  /** End of production → last record delivered. */
+  /** End of production → last record delivered; NaN if nothing was delivered. */
   drainMs: number;
   keepsUp: boolean;
 }
@@ -96,7 +100,7 @@ async function measurePoint(
   died.catch(() => undefined);
   const { streamName, shards } = await createStream(kinesis, shardCount, `bench-scale-${shardCount}`);
   const applicationName = uniqueName('app-scale');
-  await context.createLeaseTable(applicationName);
+  await context.createLeaseTable(defaultTableName(applicationName));
   const initialized = new Set<string>();
   const batches: BatchReport[] = [];
   let delivered = 0;
@@ -137,14 +141,17 @@ async function measurePoint(
       60_000 + productionSeconds * 1_000,
       died,
     ).catch((error: unknown) => context.log(`  ${shardCount} shards: ${String(error)}`));
-    const lastDelivery = Math.max(...batches.map((batch) => batch.at));
     const cpu = worker.cpuSeconds() - cpuBefore;
     const emulatorCpu = emulator.child.cpuSeconds() - emulatorCpuBefore;
     const benchCpu = process.cpuUsage(benchCpuBefore);
     const temporalCpu = temporalPid ? cpuSeconds(temporalPid) - temporalCpuBefore : Number.NaN;
+    const sampledAt = Date.now();
     const peakRss = worker.peakRssMiB();
+    // NaN without batches.
+    const lastDelivery = max(batches.map((batch) => batch.at));
     const windowSeconds = (lastDelivery - producer.startedAt) / 1000;
-    const middle = producer.startedAt + ((productionEnd - producer.startedAt) * 1) / 2;
+    const cpuWindowSeconds = (sampledAt - producer.startedAt) / 1000;
+    const middle = (producer.startedAt + productionEnd) / 2;
     const lagMax = (list: BatchReport[]) => Math.max(0, ...list.map((batch) => batch.lagMaxMs ?? 0));
     const drainMs = lastDelivery - productionEnd;
     const point: ScalePoint = {
@@ -159,11 +166,11 @@ async function measurePoint(
       recordsPerSec: round(delivered / windowSeconds, 0),
       mibPerSec: round((delivered * RECORD_BYTES) / MIB / windowSeconds, 2),
       workerCpuSeconds: round(cpu, 2),
-      workerCpuPercentOfOneCore: round((100 * cpu) / windowSeconds, 0),
+      workerCpuPercentOfOneCore: round((100 * cpu) / cpuWindowSeconds, 0),
       workerPeakRssMiB: round(peakRss, 0),
-      emulatorCpuPercentOfOneCore: round((100 * emulatorCpu) / windowSeconds, 0),
-      temporalCpuPercentOfOneCore: round((100 * temporalCpu) / windowSeconds, 0),
-      benchCpuPercentOfOneCore: round((benchCpu.user + benchCpu.system) / 10_000 / windowSeconds, 0),
+      emulatorCpuPercentOfOneCore: round((100 * emulatorCpu) / cpuWindowSeconds, 0),
+      temporalCpuPercentOfOneCore: round((100 * temporalCpu) / cpuWindowSeconds, 0),
+      benchCpuPercentOfOneCore: round((benchCpu.user + benchCpu.system) / 10_000 / cpuWindowSeconds, 0),
       producerLimited: producer.achievedRate < 0.9 * RATE_PER_SHARD * shardCount,
       startupMs,
       lagMeanMs: round(batches.reduce((sum, batch) => sum + (batch.lagSumMs ?? 0), 0) / Math.max(1, delivered), 0),
@@ -184,20 +191,11 @@ async function measurePoint(
     return point;
   } finally {
     await producer.stop();
-    try {
-      await Promise.race([
-        stopStreamConsumer(context.client, { applicationName, streamName, wait: true }),
-        new Promise((_, reject) =>
-          setTimeout(() => reject(new Error('stream consumer did not stop within 60 s')), 60_000),
-        ),
-      ]);
-    } catch (error) {
-      context.log(`  ${shardCount} shards: stopping: ${String(error)}`);
-      await context.client.workflow
-        .getHandle(streamConsumerWorkflowId(applicationName, streamName))
-        .terminate('benchmark cleanup')
-        .catch(() => undefined);
-    }
+    await stopOrTerminate(
+      context.client.workflow.getHandle(streamConsumerWorkflowId(applicationName, streamName)),
+      STOP_TIMEOUT_MS,
+      (line) => context.log(`  ${shardCount} shards: stopping: ${line}`),
+    );
     await worker.stop();
     await deleteStream(kinesis, streamName);
   }

@@ -64,13 +64,16 @@ function benchProcessor(config: WorkerChildConfig): RecordProcessorFactory {
       });
     },
     async shutdown(input) {
-      send({ type: 'shutdown', applicationName, streamName, shardId, reason: input.reason, at: Date.now() });
       if (input.checkpointer) await input.checkpointer.checkpoint();
     },
   });
 }
 
 async function main(): Promise<void> {
+  // The parent went away (even killed): stop too. Until the worker runs, stopping is exiting.
+  let stop: () => void = () => process.exit(0);
+  process.once('disconnect', () => stop());
+  if (!process.connected) process.exit(0);
   const raw = process.argv[2];
   if (!raw) throw new Error('usage: worker-process.ts <config as JSON>');
   const config = JSON.parse(raw) as WorkerChildConfig;
@@ -99,21 +102,18 @@ async function main(): Promise<void> {
       : {}),
     shutdownGraceTimeMs: 2_000,
   });
-  const stop = () => {
+  stop = () => {
     void worker.shutdown();
     // Never linger: a shutdown that takes too long ends with the process.
     setTimeout(() => process.exit(0), 5_000).unref();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  // The parent went away (even killed): stop too.
-  process.once('disconnect', stop);
   process.on('message', (message: WorkerChildCommand) => {
-    if (message.type === 'stop') stop();
-    else if (message.type === 'calls') send({ type: 'calls', requestId: message.requestId, commands: { ...commands } });
+    if (message.type === 'calls') send({ type: 'calls', requestId: message.requestId, commands: { ...commands } });
   });
   const running = worker.run();
-  send({ type: 'ready', workerQueue: worker.workerQueue, pid: process.pid });
+  send({ type: 'ready', workerQueue: worker.workerQueue });
   await running;
   await connection.close();
   process.exit(0);

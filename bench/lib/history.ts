@@ -3,6 +3,8 @@
  * the steady state (between the first and the last processRecords of the run, so start-up and shutdown do not count).
  */
 import type { WorkflowHandle } from '@temporalio/client';
+import { decodeTimeoutType } from '@temporalio/common/lib/failure';
+import { optionalTsToMs, tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 
 const { EventType } = temporal.api.enums.v1;
@@ -79,55 +81,59 @@ export interface TimeoutEvent {
   timeoutType: string;
 }
 
-function epochMs(time: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
-  if (!time) return Number.NaN;
-  const seconds = time.seconds;
-  const wholeSeconds = typeof seconds === 'number' ? seconds : seconds ? seconds.toNumber() : 0;
-  return wholeSeconds * 1000 + Math.floor((time.nanos ?? 0) / 1e6);
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/** When an event was recorded (epoch ms); NaN if it has no time. */
+function epochMs(event: HistoryEvent): number {
+  return optionalTsToMs(event.eventTime) ?? Number.NaN;
+}
+
+/** The events of the workflow's current run, for the functions below (fetch once, read many times). */
+export async function historyEvents(handle: WorkflowHandle): Promise<HistoryEvent[]> {
+  return (await handle.fetchHistory()).events ?? [];
 }
 
 /**
- * The workflow-task and activity timeouts recorded in the workflow's current run between `from` and `to` (epoch ms):
- * which timeout a failover waited for.
+ * The workflow-task and activity timeouts recorded between `from` and `to` (epoch ms): which timeout a failover waited
+ * for.
  */
-export async function timeoutsBetween(handle: WorkflowHandle, from: number, to: number): Promise<TimeoutEvent[]> {
-  const history = await handle.fetchHistory();
-  const events = history.events ?? [];
+export function timeoutsBetween(events: HistoryEvent[], from: number, to: number): TimeoutEvent[] {
   const activityTypes = new Map<string, string>();
   const timeouts: TimeoutEvent[] = [];
-  const { TimeoutType } = temporal.api.enums.v1;
   for (const event of events) {
-    const at = epochMs(event.eventTime);
+    const at = epochMs(event);
     if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) {
       activityTypes.set(String(event.eventId), event.activityTaskScheduledEventAttributes?.activityType?.name ?? '?');
     }
     if (at < from || at > to) continue;
     if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT) {
-      const type = event.workflowTaskTimedOutEventAttributes?.timeoutType ?? 0;
       timeouts.push({
         atMs: at - from,
         what: 'workflow task',
-        timeoutType: (TimeoutType[type] ?? String(type)).replace('TIMEOUT_TYPE_', ''),
+        timeoutType: timeoutTypeName(event.workflowTaskTimedOutEventAttributes?.timeoutType),
       });
     }
     if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT) {
       const attributes = event.activityTaskTimedOutEventAttributes;
-      const type = attributes?.failure?.timeoutFailureInfo?.timeoutType ?? 0;
       timeouts.push({
         atMs: at - from,
         what: activityTypes.get(String(attributes?.scheduledEventId)) ?? 'activity',
-        timeoutType: (TimeoutType[type] ?? String(type)).replace('TIMEOUT_TYPE_', ''),
+        timeoutType: timeoutTypeName(attributes?.failure?.timeoutFailureInfo?.timeoutType),
       });
     }
   }
   return timeouts;
 }
 
-/** Every event of the workflow's current run between `from` and `to` (epoch ms), as `+ms TYPE` lines (debugging). */
-export async function timelineBetween(handle: WorkflowHandle, from: number, to: number): Promise<string[]> {
-  const history = await handle.fetchHistory();
-  return (history.events ?? [])
-    .map((event) => ({ at: epochMs(event.eventTime), event }))
+/** START_TO_CLOSE, HEARTBEAT, ...; UNSPECIFIED for none. */
+function timeoutTypeName(type: temporal.api.enums.v1.TimeoutType | null | undefined): string {
+  return decodeTimeoutType(type) ?? 'UNSPECIFIED';
+}
+
+/** Every event between `from` and `to` (epoch ms), as `+ms TYPE` lines (debugging). */
+export function timelineBetween(events: HistoryEvent[], from: number, to: number): string[] {
+  return events
+    .map((event) => ({ at: epochMs(event), event }))
     .filter(({ at }) => at >= from - 2_000 && at <= to)
     .map(({ at, event }) => {
       const type = (EventType[event.eventType ?? 0] ?? '?').replace('EVENT_TYPE_', '');
@@ -135,9 +141,7 @@ export async function timelineBetween(handle: WorkflowHandle, from: number, to: 
       const detail = activity ? ` ${activity.activityType?.name ?? ''} on ${activity.taskQueue?.name ?? ''}` : '';
       const wft = event.workflowTaskScheduledEventAttributes?.taskQueue;
       const timer = event.timerStartedEventAttributes?.startToFireTimeout;
-      const timerDetail = timer
-        ? ` ${Number(String(timer.seconds ?? 0)) * 1000 + Math.round((timer.nanos ?? 0) / 1e6)} ms`
-        : '';
+      const timerDetail = timer ? ` ${tsToMs(timer)} ms` : '';
       return `${String(at - from).padStart(7)} ms ${type}${detail}${timerDetail}${wft ? ` on ${wft.name ?? ''} (kind ${wft.kind ?? ''})` : ''}`;
     });
 }
@@ -146,13 +150,11 @@ export async function timelineBetween(handle: WorkflowHandle, from: number, to: 
  * The first workflow task that ran on a normal (not sticky) queue at or after `from` (epoch ms): how long its worker took
  * from starting it to completing it, i.e. fetching and replaying the whole history of the run (ms); NaN if none.
  */
-export async function replayAfter(handle: WorkflowHandle, from: number): Promise<number> {
-  const history = await handle.fetchHistory();
-  const events = history.events ?? [];
+export function replayAfter(events: HistoryEvent[], from: number): number {
   const start = events.findIndex(
     (event) =>
       event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED &&
-      epochMs(event.eventTime) >= from &&
+      epochMs(event) >= from &&
       event.workflowTaskScheduledEventAttributes?.taskQueue?.kind ===
         temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
   );
@@ -161,14 +163,13 @@ export async function replayAfter(handle: WorkflowHandle, from: number): Promise
   const completed = events
     .slice(start)
     .find((event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
-  return started && completed ? epochMs(completed.eventTime) - epochMs(started.eventTime) : Number.NaN;
+  return started && completed ? epochMs(completed) - epochMs(started) : Number.NaN;
 }
 
 /** Identity of the worker that started the last workflow task before `before` (epoch ms): where the workflow is cached. */
-export async function lastWorkflowWorker(handle: WorkflowHandle, before: number): Promise<string | undefined> {
-  const history = await handle.fetchHistory();
-  const started = (history.events ?? []).filter(
-    (event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED && epochMs(event.eventTime) < before,
+export function lastWorkflowWorker(events: HistoryEvent[], before: number): string | undefined {
+  const started = events.filter(
+    (event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED && epochMs(event) < before,
   );
   return started.at(-1)?.workflowTaskStartedEventAttributes?.identity ?? undefined;
 }

@@ -47,13 +47,12 @@ export interface WorkerCallCounts {
 }
 
 export type WorkerChildMessage =
-  | { type: 'ready'; workerQueue: string; pid: number }
+  | { type: 'ready'; workerQueue: string }
   | { type: 'initialize'; applicationName: string; streamName: string; shardId: string; at: number }
   | BatchReport
-  | { type: 'shutdown'; applicationName: string; streamName: string; shardId: string; reason: string; at: number }
   | ({ type: 'calls'; requestId: number } & WorkerCallCounts);
 
-export type WorkerChildCommand = { type: 'calls'; requestId: number } | { type: 'stop' };
+export type WorkerChildCommand = { type: 'calls'; requestId: number };
 
 /** One read of a whole pre-filled shard by the raw AWS-SDK loop. */
 export interface RawReadRequest {
@@ -85,7 +84,7 @@ export interface RawReadResult {
   error?: string;
 }
 
-export type RawReaderMessage = { type: 'ready'; pid: number } | RawReadResult;
+export type RawReaderMessage = { type: 'ready' } | RawReadResult;
 
 /** The emulator process (bench/kinesalite-process.ts) tells where it listens. */
-export type EmulatorMessage = { type: 'ready'; endpoint: string; pid: number };
+export type EmulatorMessage = { type: 'ready'; endpoint: string };

@@ -135,7 +135,7 @@ export function renderMarkdown(report: BenchReport): string {
     out.push(
       '## 2. Scale: shards on one worker process',
       '',
-      `A producer puts ${report.scale[0]?.targetRatePerShard ?? 100} records/s of ${report.scale[0]?.recordBytes ?? 1024} B on every shard for ${report.scale[0]?.productionSeconds ?? '?'} s; the stream consumer (default options) runs on one worker process; kinesalite runs in a process of its own here. Keeps up = every record delivered, the last within 5 s of the end of production. Producer-limited = the producer reached less than 90% of the target rate (the emulator or the machine is the limit, not the worker). CPU and lag from the start of production to the last delivery; peak RSS since the worker started.`,
+      `A producer puts ${report.scale[0]?.targetRatePerShard ?? 100} records/s of ${report.scale[0]?.recordBytes ?? 1024} B on every shard for ${report.scale[0]?.productionSeconds ?? '?'} s; the stream consumer (default options) runs on one worker process; kinesalite runs in a process of its own here. Keeps up = every record delivered, the last within 5 s of the end of production. Producer-limited = the producer reached less than 90% of the target rate (the emulator or the machine is the limit, not the worker). CPU from the start of production until every record was delivered (or the wait for them gave up), lag up to the last delivery; peak RSS since the worker started.`,
       '',
       table(
         [

@@ -1,15 +1,87 @@
 /**
  * Runs one ShardConsumerWorkflow over a pre-filled shard on a worker process, timed from the start request until the
- * processor has seen every record, then stops it and checks that every record was delivered exactly once.
+ * processor has seen every record, then stops it and checks that every record was delivered exactly once. Also the
+ * start and the stop of a shard consumer the other measurements use.
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import { shardConsumerWorkflowId } from '../../src/ids';
-import type { ShardConsumerOptions } from '../../src/options';
+import { defaultTableName, shardConsumerWorkflowId } from '../../src/ids';
+import { DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS, type ShardConsumerOptions } from '../../src/options';
 import { shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import type { WorkerChild } from './children';
 import type { BenchContext } from './context';
 import { type BenchShard, uniqueName } from './kinesis';
 import type { BatchReport } from './protocol';
+
+/** How long a consumer asked to stop may take before it is terminated. */
+export const STOP_TIMEOUT_MS = 60_000;
+
+/**
+ * A workflow task timeout: ms, or seconds as Temporal writes them ('10s'). Not '@temporalio/common''s `Duration`: its
+ * string half comes from the 'ms' package, whose types do not resolve under node16 module resolution (an error type).
+ */
+export type WorkflowTaskTimeout = number | `${number}s`;
+
+/** A shard consumer the benchmark starts directly (not through a stream consumer). */
+export interface ShardConsumerStart {
+  taskQueue: string;
+  applicationName: string;
+  streamName: string;
+  shard: BenchShard;
+  options: ShardConsumerOptions;
+  /** Default: the one the stream consumer gives its shard consumers (DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS). */
+  workflowTaskTimeout?: WorkflowTaskTimeout;
+}
+
+/** Starts a shard consumer with the 'bench' processor, as the stream consumer would start it. */
+export async function startShardConsumer(
+  context: BenchContext,
+  start: ShardConsumerStart,
+): Promise<WorkflowHandle<typeof shardConsumerWorkflow>> {
+  return context.client.workflow.start(shardConsumerWorkflow, {
+    taskQueue: start.taskQueue,
+    workflowId: shardConsumerWorkflowId(start.applicationName, start.streamName, start.shard.shardId),
+    workflowTaskTimeout: start.workflowTaskTimeout ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+    args: [
+      {
+        applicationName: start.applicationName,
+        streamName: start.streamName,
+        shardId: start.shard.shardId,
+        processor: 'bench',
+        // As the stream consumer passes them: no ListShards at start-up.
+        parentShardIds: [],
+        hashKeyRange: start.shard.hashKeyRange,
+        options: start.options,
+      },
+    ],
+  });
+}
+
+/**
+ * Signals a consumer (shard or stream) to stop and waits up to `timeoutMs` for it to end; terminates it if it does not
+ * end in time or the stop fails. Never throws: for `finally` blocks.
+ */
+export async function stopOrTerminate(
+  handle: WorkflowHandle,
+  timeoutMs: number,
+  log?: (line: string) => void,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${handle.workflowId} did not stop within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const stopAndWait = async () => {
+    await handle.signal(stopSignal);
+    await handle.result();
+  };
+  try {
+    await Promise.race([stopAndWait(), timedOut]);
+  } catch (error) {
+    log?.(`${String(error)}; terminating`);
+    await handle.terminate('benchmark cleanup').catch(() => undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface ShardRunInput {
   worker: WorkerChild;
@@ -40,7 +112,7 @@ export interface ShardRunResult {
 
 export async function runShardConsumer(context: BenchContext, input: ShardRunInput): Promise<ShardRunResult> {
   const applicationName = uniqueName('app');
-  await context.createLeaseTable(applicationName);
+  await context.createLeaseTable(defaultTableName(applicationName));
   const reports: BatchReport[] = [];
   let records = 0;
   let resolveDone: () => void = () => undefined;
@@ -68,24 +140,17 @@ export async function runShardConsumer(context: BenchContext, input: ShardRunInp
     throw new Error(`worker ${input.worker.name} exited (${String(how)})\n${input.worker.stderr}`);
   });
   workerDied.catch(() => undefined);
+  let handle: WorkflowHandle<typeof shardConsumerWorkflow> | undefined;
+  let stopped = false;
   try {
     const cpuBefore = input.worker.cpuSeconds();
     const startedAt = Date.now();
-    const handle = await context.client.workflow.start(shardConsumerWorkflow, {
+    handle = await startShardConsumer(context, {
       taskQueue: input.taskQueue,
-      workflowId: shardConsumerWorkflowId(applicationName, input.streamName, input.shard.shardId),
-      args: [
-        {
-          applicationName,
-          streamName: input.streamName,
-          shardId: input.shard.shardId,
-          processor: 'bench',
-          // As the stream consumer passes them: no ListShards at start-up.
-          parentShardIds: [],
-          hashKeyRange: input.shard.hashKeyRange,
-          options: input.options,
-        },
-      ],
+      applicationName,
+      streamName: input.streamName,
+      shard: input.shard,
+      options: input.options,
     });
     await Promise.race([done, timedOut, workerDied]);
     const workerCpuSeconds = input.worker.cpuSeconds() - cpuBefore;
@@ -94,6 +159,7 @@ export async function runShardConsumer(context: BenchContext, input: ShardRunInp
     await input.beforeStop?.(handle);
     await handle.signal(stopSignal);
     await Promise.race([handle.result(), timedOut, workerDied]);
+    stopped = true;
     // Give a stray duplicate a moment to show up before counting.
     await new Promise((r) => setTimeout(r, 100));
     if (records !== input.expectedRecords) {
@@ -114,5 +180,9 @@ export async function runShardConsumer(context: BenchContext, input: ShardRunInp
   } finally {
     clearTimeout(timer);
     stopListening();
+    // A failed run (timeout, dead worker) must not leave its consumer running: a dead worker cannot stop it.
+    if (handle && !stopped) {
+      await stopOrTerminate(handle, input.worker.alive ? STOP_TIMEOUT_MS : 0, (line) => context.log(`  ${line}`));
+    }
   }
 }

@@ -19,10 +19,6 @@ export function max(values: readonly number[]): number {
   return values.length === 0 ? Number.NaN : Math.max(...values);
 }
 
-export function mean(values: readonly number[]): number {
-  return values.length === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0) / values.length;
-}
-
 /** Rounds to `digits` decimals (for JSON and tables). */
 export function round(value: number, digits = 2): number {
   if (!Number.isFinite(value)) return value;
