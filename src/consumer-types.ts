@@ -79,16 +79,41 @@ export interface BatchSummary {
   readAt: number;
 }
 
+/**
+ * The lease a consumer holds, as activities that write checkpoints on the shard's worker get it: they write fenced on
+ * owner and counter, and report the counter they reached.
+ */
+export interface LeaseRef {
+  tableName: string;
+  owner: string;
+  /** The newest counter the workflow knows. */
+  counter: number;
+  /** Renew first (owner-conditioned): a worker that is gone may have written checkpoints the workflow never heard of. */
+  renew?: boolean;
+}
+
+/** The lease after activities on the shard's worker wrote to it. */
+export interface LeaseState {
+  counter: number;
+  /** The durable checkpoint, when the activity wrote one or renewed the lease. */
+  checkpoint?: Checkpoint;
+}
+
 /** What a `processRecords` call reports. */
 export interface ProcessOutcome {
-  /** The checkpoint the processor asked for (validated), to be written before the next batch. */
+  /** The last checkpoint the processor wrote (durable: `checkpoint()` resolved once it was written). */
   checkpoint?: ExtendedSequenceNumber;
+  /** Checkpoints written during the call. */
+  checkpoints?: number;
+  /** The lease counter after the call's writes. */
+  counter?: number;
   durationMs: number;
 }
 
-/** What `shutdown` asked for. */
+/** What `shutdown` wrote (durable), and the lease counter after it. */
 export interface ShutdownOutcome {
   checkpoint?: ExtendedSequenceNumber;
+  counter?: number;
 }
 
 /** State of a parent shard, as a child waits for it. */
@@ -152,6 +177,8 @@ export interface ShardProgress extends ShardRef {
   haltedReason?: string;
   /** Run of the continue-as-new chain (1 for the first). */
   run: number;
+  /** How the consumer runs its batches. */
+  execution?: 'per-batch' | 'windowed';
 }
 
 /** How a shard consumer ended. */

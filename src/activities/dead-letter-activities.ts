@@ -35,8 +35,10 @@ export interface DeadLetterOutcome {
   delivered: number;
   first?: ExtendedSequenceNumber;
   last?: ExtendedSequenceNumber;
-  /** A checkpoint the processor asked for while records were delivered one by one. */
+  /** A checkpoint the processor asked for while records were delivered one by one (the workflow writes it). */
   checkpoint?: ExtendedSequenceNumber;
+  /** The newest lease counter this worker reached for the pin (its failed attempts may have checkpointed). */
+  counter?: number;
 }
 
 /** The records of a batch that failed alone, and the checkpoint asked for while the others were delivered one by one. */
@@ -135,6 +137,9 @@ export function createDeadLetterActivities({ host, cache, writeDeadLetters }: De
               ...(first ? { first: positionOf(first.record) } : {}),
               ...(last ? { last: positionOf(last.record) } : {}),
               ...(checkpoint ? { checkpoint } : {}),
+              ...(host.leaseCounter(input.ref, input.pin) !== undefined
+                ? { counter: host.leaseCounter(input.ref, input.pin) }
+                : {}),
             };
           }),
         );

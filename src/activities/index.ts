@@ -7,7 +7,10 @@ import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
 import { createDeadLetterActivities } from './dead-letter-activities';
 import { withHeartbeats } from './heartbeat';
 import { createKinesisActivities } from './kinesis-activities';
+import { pinLeases } from './pin-lease';
 import { createProcessorActivities } from './processor-activities';
+import { createShardReader } from './shard-reader';
+import { createWindowActivities } from './window-activities';
 import { createStreamActivities } from './stream-activities';
 import type { ProcessorHost } from './processor-host';
 
@@ -42,11 +45,14 @@ function heartbeating<A extends Record<string, Activity>>(activities: A, names: 
 
 /** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
 export function createActivities(deps: ActivityDeps) {
+  const reader = createShardReader(deps);
+  const openLease = pinLeases(deps.dynamoDb, deps.host);
   return {
-    ...heartbeating(createKinesisActivities(deps), ['describeShard', 'getShardIterator']),
+    ...heartbeating(createKinesisActivities({ ...deps, reader }), ['describeShard', 'getShardIterator']),
     // Not `checkpoint`: it runs as a local activity, inside the workflow's own task, and has no heartbeat.
     ...heartbeating(createCheckpointActivities(deps), ['readParents', 'claimLease', 'releaseLease']),
-    ...createProcessorActivities(deps),
+    ...createProcessorActivities({ ...deps, openLease }),
+    ...createWindowActivities({ ...deps, reader, openLease }),
     ...heartbeating(createStreamActivities(deps), ['discoverShards', 'closedWorkflows']),
     ...createDeadLetterActivities({
       ...deps,
@@ -60,6 +66,7 @@ export type Activities = ReturnType<typeof createActivities>;
 export { BatchCache, type BatchCacheOptions } from './batch-cache';
 export { ProcessorHost } from './processor-host';
 export type { GetRecordsInput } from './kinesis-activities';
+export type { WindowEnd, WindowHeartbeat, WindowInput, WindowResult } from './window-activities';
 export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';
 export type { ProcessRecordsInput, ShutdownProcessorInput } from './processor-activities';
 export type { DeadLetterEntry, DeadLetterHandler } from './dead-letter';

@@ -1,6 +1,4 @@
 import {
-  GetRecordsCommand,
-  type GetRecordsCommandOutput,
   GetShardIteratorCommand,
   type GetShardIteratorCommandInput,
   type KinesisClient,
@@ -8,72 +6,37 @@ import {
   type ListShardsCommandOutput,
 } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure } from '@temporalio/activity';
-import type {
-  BatchSummary,
-  ChildShard,
-  HashKeyRange,
-  ResumePosition,
-  ShardDescription,
-  ShardRef,
-} from '../consumer-types';
+import type { BatchSummary, ResumePosition, ShardDescription, ShardRef } from '../consumer-types';
 import { FailureType } from '../failure-types';
-import { deaggregateRecords } from '../kinesis/deaggregate';
-import { hashKeyRangeFilter } from '../kinesis/hash-key';
-import { comparePositions, type ExtendedSequenceNumber, positionOf } from '../positions';
-import type { KinesisRecord } from '../record-processor';
+import type { ExtendedSequenceNumber } from '../positions';
 import { kinesisFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
 import { withHeartbeats } from './heartbeat';
-import { countRetry, shardMetrics } from './metrics';
+import { countRetry } from './metrics';
 import type { ProcessorHost } from './processor-host';
+import type { ReadSettings, ShardReader } from './shard-reader';
 
 export interface KinesisActivityDeps {
   kinesis: KinesisClient;
   cache: BatchCache;
   host: ProcessorHost;
+  reader: ShardReader;
 }
 
-export interface GetRecordsInput {
+export interface GetRecordsInput extends ReadSettings {
   ref: ShardRef;
+  /** The pin the read is for: a wait for records ends when the pin ends on this worker (a stop, a drain). */
+  pin?: string;
   iterator: string;
-  maxRecords: number;
-  /** The shard's hash-key range: user records of aggregates outside it are dropped (they belong to another shard). */
-  hashKeyRange?: HashKeyRange;
   /** Drop user records at or before this position (resuming after a sub-sequence checkpoint). */
   skipUntil?: ExtendedSequenceNumber;
-  /** Least time since this worker's previous GetRecords on the shard (Kinesis allows 5 reads/s per shard). @default 0 */
-  minIntervalMs?: number;
   /**
-   * After a read that shows the shard behind (a full batch, or millisBehindLatest above 0), start the read from its
-   * next iterator at once, in this worker: the workflow's next getRecords with that iterator then finds it done or under
-   * way, instead of waiting for a workflow task to schedule it. Only the raw response is kept; what this input filters
-   * is applied when the workflow asks for it.
+   * Keep an empty batch in the worker's memory (to be delivered: `callProcessRecordsEvenForEmptyRecordList`). An empty
+   * batch nobody will deliver is not kept, so it cannot pile up in memory.
    * @default false
    */
-  readAhead?: boolean;
+  keepEmpty?: boolean;
 }
-
-/** A GetRecords response and when its call started (epoch ms). */
-interface RawRead {
-  response: GetRecordsCommandOutput;
-  readAt: number;
-  /** How long the call took. */
-  durationMs: number;
-}
-
-/** A read started ahead of the workflow's request, for the shard's next iterator. */
-interface ReadAhead {
-  iterator: string;
-  startedAt: number;
-  /** Never rejects: a failure is kept, to be the failure of the request that takes it. */
-  read: Promise<RawRead | { error: unknown }>;
-}
-
-/** A read ahead nobody asked for within this time is dropped (the workflow moved on, or the shard moved away). */
-const READ_AHEAD_TTL_MS = 60_000;
-
-/** How many de-aggregation failures a batch summary lists by sequence number (all are counted). */
-const REPORTED_FAILURES = 10;
 
 function iteratorRequest(ref: ShardRef, position: ResumePosition): GetShardIteratorCommandInput {
   const base = { StreamName: ref.streamName, ShardId: ref.shardId };
@@ -133,50 +96,7 @@ export async function listAllShards(
 }
 
 /** Activities that read Kinesis. `getRecords` runs on the worker the shard is pinned to and keeps the batch there. */
-export function createKinesisActivities({ kinesis, cache, host }: KinesisActivityDeps) {
-  /** When this worker last started a GetRecords call, per shard: reads are paced, not just backed off after a throttle. */
-  const lastRead = new Map<string, number>();
-  const pace = async (key: string, minIntervalMs: number | undefined) => {
-    const wait = (lastRead.get(key) ?? 0) + (minIntervalMs ?? 0) - Date.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    lastRead.set(key, Date.now());
-  };
-  /** At most one read ahead per shard. */
-  const readsAhead = new Map<string, ReadAhead>();
-  const dropStaleReadsAhead = () => {
-    const cutoff = Date.now() - READ_AHEAD_TTL_MS;
-    for (const [key, ahead] of readsAhead) if (ahead.startedAt < cutoff) readsAhead.delete(key);
-  };
-  const fetchBatch = async (key: string, input: GetRecordsInput, iterator: string): Promise<RawRead> => {
-    await pace(key, input.minIntervalMs);
-    const readAt = Date.now();
-    const response = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: input.maxRecords }));
-    return { response, readAt, durationMs: Date.now() - readAt };
-  };
-  /**
-   * The read for `input.iterator`: the one started ahead if it is that iterator's and brought records (an empty one may
-   * be stale by now: the read is made again). A read ahead that failed is this request's failure (a throttle is then
-   * retried by the activity's retry policy, with its backoff, and an expired iterator is reported once).
-   */
-  const read = async (key: string, input: GetRecordsInput): Promise<RawRead> => {
-    dropStaleReadsAhead(); // also those of shards that moved to other workers
-    const ahead = readsAhead.get(key);
-    if (ahead) readsAhead.delete(key);
-    if (ahead?.iterator === input.iterator) {
-      const done = await ahead.read;
-      if ('error' in done) throw done.error;
-      if ((done.response.Records?.length ?? 0) > 0) return done;
-    }
-    return fetchBatch(key, input, input.iterator);
-  };
-  const startReadAhead = (key: string, input: GetRecordsInput, iterator: string) => {
-    const ahead: ReadAhead = {
-      iterator,
-      startedAt: Date.now(),
-      read: fetchBatch(key, input, iterator).catch((error: unknown) => ({ error })),
-    };
-    readsAhead.set(key, ahead);
-  };
+export function createKinesisActivities({ kinesis, cache, host, reader }: KinesisActivityDeps) {
   return {
     /** The shard's parents and hash-key range, from ListShards. */
     async describeShard(input: { streamName: string; shardId: string }): Promise<ShardDescription> {
@@ -232,84 +152,18 @@ export function createKinesisActivities({ kinesis, cache, host }: KinesisActivit
         });
       }
       return withHeartbeats(async () => {
-        const metrics = shardMetrics(input.ref);
-        const key = `${input.ref.applicationName}/${input.ref.streamName}/${input.ref.shardId}`;
-        let fetched: RawRead;
-        try {
-          fetched = await read(key, input);
-        } catch (error) {
-          throw kinesisFailure(error, `GetRecords on ${input.ref.shardId} of stream ${input.ref.streamName}`);
-        }
-        const { response, readAt, durationMs } = fetched;
-        // Read ahead only while catching up (a full batch, or behind the tip): at the tip the next read is likely empty.
-        const behind = (response.Records?.length ?? 0) >= input.maxRecords || (response.MillisBehindLatest ?? 0) > 0;
-        if (input.readAhead && response.NextShardIterator && behind && !host.isDraining) {
-          startReadAhead(key, input, response.NextShardIterator);
-        }
-        const raw = response.Records ?? [];
-        const { records: userRecords, failures } = await deaggregateRecords(raw);
-        const records: KinesisRecord[] = [];
-        let bytes = 0;
-        let droppedOutOfRange = 0;
-        let droppedCheckpointed = 0;
-        let inRange: ReturnType<typeof hashKeyRangeFilter> | undefined;
-        for (const record of userRecords) {
-          if (input.skipUntil && comparePositions(record, input.skipUntil) <= 0) {
-            droppedCheckpointed++;
-            continue;
-          }
-          // As Java KCL: after a reshard, an aggregate may carry user records that now hash to another shard.
-          if (
-            record.subSequenceNumber !== undefined &&
-            input.hashKeyRange &&
-            !(inRange ??= hashKeyRangeFilter(input.hashKeyRange))(record)
-          ) {
-            droppedOutOfRange++;
-            continue;
-          }
-          records.push(record);
-          bytes += record.data.byteLength;
-        }
-        const millisBehindLatest = response.MillisBehindLatest ?? 0;
-        const handle = cache.put({ records, bytes, readAt, millisBehindLatest });
-        const last = records.at(-1);
-        const childShards: ChildShard[] | undefined = response.ChildShards?.map((child) => ({
-          shardId: child.ShardId ?? '',
-          parentShardIds: child.ParentShards ?? [],
-          ...(child.HashKeyRange?.StartingHashKey && child.HashKeyRange.EndingHashKey
-            ? {
-                hashKeyRange: {
-                  startingHashKey: child.HashKeyRange.StartingHashKey,
-                  endingHashKey: child.HashKeyRange.EndingHashKey,
-                },
-              }
-            : {}),
-        }));
-
-        metrics.batch();
-        metrics.getRecordsTime(durationMs);
-        metrics.millisBehindLatest(millisBehindLatest);
-        if (failures.length > 0) metrics.deaggregationFailures(failures.length);
-        if (droppedOutOfRange > 0) metrics.droppedOutOfRange(droppedOutOfRange);
-        return {
-          handle,
-          recordCount: records.length,
-          kinesisRecordCount: raw.length,
-          bytes,
-          ...(raw.length > 0 ? { lastSequenceNumber: raw[raw.length - 1]?.SequenceNumber } : {}),
-          ...(last ? { lastDelivered: positionOf(last) } : {}),
-          millisBehindLatest,
-          ...(response.NextShardIterator ? { nextIterator: response.NextShardIterator } : {}),
-          ...(childShards && childShards.length > 0 ? { childShards } : {}),
-          deaggregationFailures: failures.slice(0, REPORTED_FAILURES).map((failure) => ({
-            sequenceNumber: failure.sequenceNumber,
-            error: failure.error,
-          })),
-          deaggregationFailureCount: failures.length,
-          droppedOutOfRange,
-          droppedCheckpointed,
-          readAt,
-        };
+        const signal = input.pin ? host.stopSignal(input.ref, input.pin) : undefined;
+        const { records, summary } = await reader.read(input.ref, input.iterator, input, input.skipUntil, signal);
+        const keep = records.length > 0 || input.keepEmpty === true;
+        const handle = keep
+          ? cache.put({
+              records,
+              bytes: summary.bytes,
+              readAt: summary.readAt,
+              millisBehindLatest: summary.millisBehindLatest,
+            })
+          : '';
+        return { handle, ...summary };
       });
     },
   };

@@ -1,18 +1,28 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { ProcessOutcome, ShardRef, ShutdownOutcome } from '../consumer-types';
+import type { LeaseRef, LeaseState, ProcessOutcome, ShardRef, ShutdownOutcome } from '../consumer-types';
 import { KclError } from '../errors';
 import { FailureType } from '../failure-types';
-import { type Checkpoint, type ExtendedSequenceNumber, formatPosition, positionOf } from '../positions';
-import type { ShutdownReason } from '../record-processor';
+import {
+  type Checkpoint,
+  type ExtendedSequenceNumber,
+  formatPosition,
+  positionOf,
+  SentinelCheckpoint,
+} from '../positions';
+import type { KinesisRecord, ShutdownReason } from '../record-processor';
 import type { BatchCache } from './batch-cache';
+import { leaseTableFailure } from './aws-failures';
 import { withHeartbeats } from './heartbeat';
 import { countRetry, shardMetrics } from './metrics';
+import type { LeaseWriter, OpenLease } from './pin-lease';
 import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 
 export interface ProcessorActivityDeps {
   host: ProcessorHost;
   cache: BatchCache;
+  /** Lease writers of the pins on this worker: checkpoints are written here, durable when `checkpoint()` resolves. */
+  openLease: OpenLease;
   /** This worker's own task queue: where a shard pinned here sends its reads and batches. */
   workerQueue: string;
 }
@@ -21,6 +31,8 @@ export interface ProcessRecordsInput {
   ref: ShardRef;
   pin: string;
   handle: string;
+  /** The lease the processor's checkpoints are written to. */
+  lease: LeaseRef;
   /** The durable checkpoint: the lower bound of what the processor may checkpoint. */
   lastCheckpoint?: Checkpoint;
   /** The last record delivered before this batch (the upper bound when this batch is empty). */
@@ -32,6 +44,10 @@ export interface ShutdownProcessorInput {
   processorName: string;
   pin: string;
   reason: ShutdownReason;
+  /** The lease the processor's checkpoints are written to (TERMINATE, REQUESTED). */
+  lease?: LeaseRef;
+  /** With TERMINATE: write SHARD_END (with these children) after the processor's shutdown. */
+  shardEnd?: { childShardIds: string[] };
   /** Passed to `initialize` if a fresh processor must be created for the shutdown call. */
   startingPosition: Checkpoint;
   lastCheckpoint?: Checkpoint;
@@ -71,29 +87,72 @@ function userFailure(error: unknown, what: string): ApplicationFailure {
   });
 }
 
+/**
+ * A checkpoint write that failed while the processor ran: a lost lease ends the consumer (CheckpointConflict, even if the
+ * processor caught the error); a DynamoDB fault is retried like any lease-table call.
+ */
+function writeFailure(error: unknown, shardId: string): ApplicationFailure {
+  return leaseTableFailure(error, `checkpointing ${shardId}`);
+}
+
+/** A checkpointer whose positions are written to the pin's lease as the processor asks for them. */
+function durableCheckpointer(
+  shardId: string,
+  lease: LeaseWriter,
+  lastCheckpoint: Checkpoint | undefined,
+  lastDelivered: ExtendedSequenceNumber | undefined,
+  records?: readonly KinesisRecord[],
+): RangeCheckpointer {
+  return new RangeCheckpointer(shardId, lease.checkpoint ?? lastCheckpoint, lastDelivered, records, (position) =>
+    lease.write(position),
+  );
+}
+
 /** Activities that call the user's record processor. All but `initializeProcessor` run on the worker the shard is pinned to. */
-export function createProcessorActivities({ host, cache, workerQueue }: ProcessorActivityDeps) {
+export function createProcessorActivities({ host, cache, workerQueue, openLease }: ProcessorActivityDeps) {
+  /** The pin's lease writer; a DynamoDB fault opening it (a renewal) is retried, a lost lease is CheckpointConflict. */
+  const leaseFor = async (ref: ShardRef, pin: string, lease: LeaseRef, lastCheckpoint?: Checkpoint) => {
+    try {
+      return await openLease(ref, pin, lease, lastCheckpoint);
+    } catch (error) {
+      throw writeFailure(error, ref.shardId);
+    }
+  };
   return {
     /**
      * Creates the shard's processor on this worker and calls its `initialize`; the shard is then pinned here (the
-     * returned task queue) until this worker goes away.
+     * returned task queue) until this worker goes away. With `lease.renew`, the lease is renewed first and its durable
+     * checkpoint returned: the worker the shard leaves may have written checkpoints the workflow never heard of.
      */
     async initializeProcessor(input: {
       ref: ShardRef;
       processorName: string;
       pin: string;
       startingPosition: Checkpoint;
-    }): Promise<{ workerQueue: string }> {
+      lease?: LeaseRef;
+    }): Promise<{ workerQueue: string; lease?: LeaseState }> {
       countRetry(input.ref);
+      // Renewed before the processor is initialized, so it is told the checkpoint it really starts after.
+      const lease = input.lease ? await leaseFor(input.ref, input.pin, input.lease) : undefined;
       try {
-        await withHeartbeats(() => host.initialize(input));
+        await withHeartbeats(() =>
+          host.initialize({ ...input, startingPosition: lease?.checkpoint ?? input.startingPosition }),
+        );
       } catch (error) {
         throw sharedQueueFailure(error, `initialize of processor '${input.processorName}' for ${input.ref.shardId}`);
       }
-      return { workerQueue };
+      if (!lease) return { workerQueue };
+      host.setLeaseCounter(input.ref, input.pin, lease.counter);
+      return {
+        workerQueue,
+        lease: { counter: lease.counter, ...(lease.checkpoint !== undefined ? { checkpoint: lease.checkpoint } : {}) },
+      };
     },
 
-    /** Delivers a batch held in this worker's memory to the shard's processor; returns the checkpoint it asked for. */
+    /**
+     * Delivers a batch held in this worker's memory to the shard's processor. Its checkpoints are written as it asks
+     * for them (fenced on the pin's lease); the outcome reports the last one and the lease counter reached.
+     */
     async processRecords(input: ProcessRecordsInput): Promise<ProcessOutcome> {
       countRetry(input.ref);
       const cacheExitTime = new Date();
@@ -102,11 +161,12 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
           host.process(input.ref, input.pin, input.handle, async (processor) => {
             const batch = cache.require(input.handle, input.ref.shardId);
             const last = batch.records.at(-1);
-            const lastDelivered = last ? positionOf(last) : input.lastProcessed;
-            const checkpointer = new RangeCheckpointer(
+            const lease = await leaseFor(input.ref, input.pin, input.lease, input.lastCheckpoint);
+            const checkpointer = durableCheckpointer(
               input.ref.shardId,
+              lease,
               input.lastCheckpoint,
-              lastDelivered,
+              last ? positionOf(last) : input.lastProcessed,
               batch.records,
             );
             const started = Date.now();
@@ -119,20 +179,30 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
                 cacheExitTime,
               });
             } catch (error) {
+              await checkpointer.settled();
+              if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
               const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
               throw processorFailure(
                 error,
                 `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt},`,
               );
             }
+            await checkpointer.settled();
+            if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
             const durationMs = Date.now() - started;
             const metrics = shardMetrics(input.ref);
             metrics.processRecordsTime(durationMs);
             metrics.recordsProcessed(batch.records.length);
             metrics.bytesProcessed(batch.bytes);
+            for (let i = 0; i < lease.writes; i++) metrics.checkpoint();
             cache.release(input.handle);
-            const requested = checkpointer.checkpointRequested;
-            return requested ? { checkpoint: requested, durationMs } : { durationMs };
+            const written = checkpointer.checkpointRequested;
+            return {
+              durationMs,
+              counter: lease.counter,
+              ...(lease.writes > 0 ? { checkpoints: lease.writes } : {}),
+              ...(written ? { checkpoint: written } : {}),
+            };
           }),
         );
       } catch (error) {
@@ -141,9 +211,10 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
     },
 
     /**
-     * Calls the processor's `shutdown`. TERMINATE and REQUESTED get a working checkpointer (the position it asks for is
-     * returned and written by the workflow); ZOMBIE gets none. If this worker does not hold the processor (its worker
-     * went away), a fresh one is created and initialized here first, so shutdown is still called.
+     * Calls the processor's `shutdown`. TERMINATE and REQUESTED get a working checkpointer (durable when it resolves);
+     * ZOMBIE gets none. With `shardEnd`, SHARD_END is written afterwards, so the children never wait on a processor that
+     * did not checkpoint. If this worker does not hold the processor (its worker went away), a fresh one is created and
+     * initialized here first, so shutdown is still called.
      */
     async shutdownProcessor(input: ShutdownProcessorInput): Promise<ShutdownOutcome> {
       countRetry(input.ref);
@@ -160,14 +231,32 @@ export function createProcessorActivities({ host, cache, workerQueue }: Processo
               startingPosition: input.startingPosition,
             });
           }
-          if (input.reason === 'ZOMBIE') {
+          if (input.reason === 'ZOMBIE' || !input.lease) {
             await host.shutdown(input.ref, pin, { reason: 'ZOMBIE' });
             return {};
           }
-          const checkpointer = new RangeCheckpointer(input.ref.shardId, input.lastCheckpoint, input.lastProcessed);
+          // A retried attempt renews: its first attempt may have written checkpoints, and the instance that knew the
+          // counter it reached is gone (shutdown forgets it).
+          const retried = Context.current().info.attempt > 1;
+          const lease = await leaseFor(
+            input.ref,
+            pin,
+            retried ? { ...input.lease, renew: true } : input.lease,
+            input.lastCheckpoint,
+          );
+          const checkpointer = durableCheckpointer(input.ref.shardId, lease, input.lastCheckpoint, input.lastProcessed);
           await host.shutdown(input.ref, pin, { reason: input.reason, checkpointer });
-          const requested = checkpointer.checkpointRequested;
-          return requested ? { checkpoint: requested } : {};
+          await checkpointer.settled();
+          if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
+          const written = checkpointer.checkpointRequested;
+          if (input.shardEnd) {
+            try {
+              await lease.write(SentinelCheckpoint.SHARD_END, input.shardEnd.childShardIds);
+            } catch (error) {
+              throw writeFailure(error, input.ref.shardId);
+            }
+          }
+          return { counter: lease.counter, ...(written ? { checkpoint: written } : {}) };
         });
       } catch (error) {
         // On this worker's own queue a refusal moves the shard; on the shared queue the task is retried elsewhere.

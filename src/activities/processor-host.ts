@@ -16,6 +16,10 @@ interface HostedProcessor {
   /** Outcome of the batches this instance completed recently, so a retried attempt does not deliver a batch twice. */
   completed: Map<string, unknown>;
   lastUsed: number;
+  /** The newest lease counter a write under this pin reached (see pin-lease.ts). */
+  leaseCounter?: number;
+  /** Aborted when the pin ends here (shutdown, eviction, drain, or a stop of its window): in-flight waits end. */
+  stop: AbortController;
 }
 
 /** Why the host refuses a call; the activities turn these into typed failures. */
@@ -125,6 +129,7 @@ export class ProcessorHost {
       tail: ready,
       completed: new Map(),
       lastUsed: Date.now(),
+      stop: new AbortController(),
     };
     this.instances.set(key, hosted);
     try {
@@ -159,9 +164,41 @@ export class ProcessorHost {
     });
   }
 
+  /** The newest lease counter known for the pin on this worker. */
+  leaseCounter(ref: ShardRef, pin: string): number | undefined {
+    const hosted = this.instances.get(shardKey(ref));
+    return hosted?.pin === pin ? hosted.leaseCounter : undefined;
+  }
+
+  setLeaseCounter(ref: ShardRef, pin: string, counter: number): void {
+    const hosted = this.instances.get(shardKey(ref));
+    if (hosted?.pin === pin) hosted.leaseCounter = Math.max(hosted.leaseCounter ?? 0, counter);
+  }
+
+  /**
+   * A signal that aborts when the pin's work here should end: its window was asked to stop, or the processor is being
+   * shut down or evicted. An already aborted signal when this worker does not hold the pin.
+   */
+  stopSignal(ref: ShardRef, pin: string): AbortSignal {
+    const hosted = this.instances.get(shardKey(ref));
+    return hosted?.pin === pin ? hosted.stop.signal : AbortSignal.abort();
+  }
+
+  /**
+   * Ends the pin's in-flight window or wait (it reports where it stopped), and any it would start later: the consumer
+   * is stopping. True if this worker holds the pin.
+   */
+  requestStop(ref: ShardRef, pin: string): boolean {
+    const hosted = this.instances.get(shardKey(ref));
+    if (hosted?.pin !== pin) return false;
+    hosted.stop.abort();
+    return true;
+  }
+
   /** Calls the processor's shutdown and forgets the instance. */
   async shutdown(ref: ShardRef, pin: string, input: ShutdownInput): Promise<void> {
     const hosted = this.lookup(ref, pin);
+    hosted.stop.abort();
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready;
       await processor.shutdown?.(input);
@@ -197,6 +234,7 @@ export class ProcessorHost {
 
   private async evict(key: string, hosted: HostedProcessor): Promise<void> {
     if (this.instances.get(key) === hosted) this.instances.delete(key);
+    hosted.stop.abort();
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready.catch(() => undefined);
       await processor?.shutdown?.({ reason: 'ZOMBIE' });

@@ -8,13 +8,20 @@ import {
 } from '../positions';
 import type { Checkpointer, KinesisRecord } from '../record-processor';
 
+/** Makes a checkpoint durable (a fenced write to the lease table); rejects if it cannot. */
+export type CheckpointWriter = (position: ExtendedSequenceNumber) => Promise<void>;
+
 /**
- * The checkpointer a processor gets. It records the position the processor asks for, after checking it lies in
- * (last checkpoint, last delivered record]; the workflow makes it durable (a fenced write to the lease table) before the
- * next batch is delivered or the consumer ends.
+ * The checkpointer a processor gets. It checks that the position asked for lies in (last checkpoint, last delivered
+ * record]; with a writer, `checkpoint()` resolves once the position is durable (and rejects with the writer's error,
+ * e.g. a `CheckpointConflictError` when the lease was lost); without one it only records the position.
  */
 export class RangeCheckpointer implements Checkpointer {
   private requested: ExtendedSequenceNumber | undefined;
+  /** Writes run one at a time, in the order they were asked for. */
+  private tail: Promise<unknown> = Promise.resolve();
+  /** The error of a failed write, kept even if the processor swallowed it. */
+  private failure: unknown;
 
   /**
    * @param shardId for messages
@@ -27,8 +34,30 @@ export class RangeCheckpointer implements Checkpointer {
     lastCheckpoint: Checkpoint | undefined,
     private readonly lastDelivered: ExtendedSequenceNumber | undefined,
     private readonly records: readonly KinesisRecord[] = [],
+    private readonly writer?: CheckpointWriter,
   ) {
     this.floor = typeof lastCheckpoint === 'object' ? lastCheckpoint : undefined;
+  }
+
+  /** The error of the first write that failed, if any (the processor may have caught it). */
+  get writeFailure(): unknown {
+    return this.failure;
+  }
+
+  /** Waits for writes still under way (a processor may call `checkpoint()` without awaiting it). */
+  async settled(): Promise<void> {
+    await this.tail.catch(() => undefined);
+  }
+
+  private record(position: ExtendedSequenceNumber): Promise<void> {
+    this.requested = position;
+    const writer = this.writer;
+    if (!writer) return Promise.resolve();
+    const write = this.tail.then(() => writer(position));
+    this.tail = write.catch((error: unknown) => {
+      this.failure ??= error;
+    });
+    return write;
   }
 
   private readonly floor: ExtendedSequenceNumber | undefined;
@@ -47,8 +76,7 @@ export class RangeCheckpointer implements Checkpointer {
       // checkpoint(): the last record delivered. With nothing new delivered it has nothing to do.
       if (this.lastDelivered === undefined) return;
       if (lower && comparePositions(this.lastDelivered, lower) <= 0) return;
-      this.requested = this.lastDelivered;
-      return;
+      return this.record(this.lastDelivered);
     }
     const position = this.resolve(target, subSequenceNumber);
     const afterLower = lower === undefined || comparePositions(position, lower) > 0;
@@ -61,7 +89,7 @@ export class RangeCheckpointer implements Checkpointer {
         formatPosition(this.lastDelivered),
       );
     }
-    this.requested = position;
+    return this.record(position);
   }
 
   private resolve(

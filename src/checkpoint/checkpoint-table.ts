@@ -289,6 +289,42 @@ export class CheckpointTable {
   }
 
   /**
+   * Confirms that `owner` still holds the lease and takes a new counter: increments `leaseCounter` on condition of the
+   * owner alone. A consumer whose worker may have written checkpoints it never heard about (the worker died) renews
+   * before its next write; a stale writer of the same owner, still holding the older counter, is fenced out by it.
+   *
+   * @returns the lease as it now is (its checkpoint is the durable one).
+   * @throws {@link CheckpointConflictError} when another owner holds the lease, or it is gone.
+   */
+  async renew(input: { shardId: string; owner: string }): Promise<Lease> {
+    const { shardId, owner } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    try {
+      const result = await this.call(() =>
+        this.dynamoDb.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(shardId),
+            UpdateExpression: 'SET #counter = #counter + :one',
+            ConditionExpression: '#owner = :owner AND attribute_exists(#counter)',
+            ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
+            ExpressionAttributeValues: { ':owner': { S: owner }, ':one': { N: '1' } },
+            ReturnValues: 'ALL_NEW',
+          }),
+        ),
+      );
+      if (result.Attributes) return this.parse(result.Attributes);
+      const stored = await this.readItem(shardId);
+      if (stored) return this.parse(stored);
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+    }
+    const actual = await this.getLease(shardId);
+    throw new CheckpointConflictError(shardId, owner, 0, actual?.owner, actual?.counter);
+  }
+
+  /**
    * Records a checkpoint, provided `owner` still holds the lease at `counter`: sets `checkpoint` and
    * `checkpointSubSequenceNumber` (0 for sentinels and plain records), resets `ownerSwitchesSinceCheckpoint`, writes
    * `childShardIds` when given and increments the counter. A retry of a write that already applied (same owner, counter

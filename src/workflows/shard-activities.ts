@@ -58,7 +58,10 @@ export function controlActivities(options: ResolvedShardConsumerOptions) {
   });
 }
 
-/** The checkpoint write: a local activity (one marker in history, no round trip through a task queue). */
+/**
+ * The workflow's own checkpoint write (a dead-lettered batch's checkpoint): a local activity (one marker in history,
+ * no round trip through a task queue). A processor's checkpoints are written on its worker.
+ */
 export function checkpointActivities() {
   return proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: CHECKPOINT_RETRY });
 }
@@ -89,10 +92,78 @@ export function initializeActivities(options: ResolvedShardConsumerOptions) {
  */
 const HEARTBEAT_TIMEOUT = 'TemporalTimeout:Heartbeat';
 
-const onPinnedWorker = (policy: RetryPolicy): RetryPolicy => ({
+/** A read or a window that outlives its start-to-close timeout is on a worker that is gone: never retried either. */
+const START_TO_CLOSE_TIMEOUT = 'TemporalTimeout:StartToClose';
+
+const onPinnedWorker = (policy: RetryPolicy, ...timeouts: string[]): RetryPolicy => ({
   ...policy,
-  nonRetryableErrorTypes: [...(policy.nonRetryableErrorTypes ?? []), HEARTBEAT_TIMEOUT],
+  nonRetryableErrorTypes: [...(policy.nonRetryableErrorTypes ?? []), HEARTBEAT_TIMEOUT, ...timeouts],
 });
+
+/** Time a read may take beyond its idle wait before its worker is presumed gone. */
+const READ_SLACK_MS = 10_000;
+
+/**
+ * The longest a read waits at a quiet tip: twice `idleTimeBetweenReadsMs` (at least 1 s) for the first quiet read,
+ * doubling with each quiet read in a row, up to `maxIdleWaitMs`. A shard that just went quiet is re-read soon (its
+ * worker's loss is noticed soon); a shard that stays quiet costs one read per `maxIdleWaitMs`.
+ */
+export function idleWaitMs(options: ResolvedShardConsumerOptions, quietReads: number): number {
+  if (quietReads <= 0) return 0;
+  const first = Math.max(1_000, 2 * options.idleTimeBetweenReadsMs);
+  return Math.min(options.maxIdleWaitMs, first * 2 ** Math.min(quietReads - 1, 20));
+}
+
+/**
+ * The read activity on the pinned worker. An active read (the shard had records) heartbeats, so a dead worker is noticed
+ * within `heartbeatTimeoutMs`, and returns at once when it finds nothing. A quiet read waits on the worker for records
+ * (up to `waitMs`) without heartbeats, each of which would be a Temporal action; a dead worker is then noticed when the
+ * read outlives its wait by a few seconds.
+ */
+export function readActivity(
+  options: ResolvedShardConsumerOptions,
+  workerQueue: string,
+  shardId: string,
+  waitMs: number,
+) {
+  return proxyActivities<Activities>({
+    taskQueue: workerQueue,
+    scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
+    ...(waitMs > 0
+      ? { startToCloseTimeout: waitMs + READ_SLACK_MS }
+      : { startToCloseTimeout: '60s', heartbeatTimeout: options.heartbeatTimeoutMs }),
+    retry: onPinnedWorker(READ_RETRY, START_TO_CLOSE_TIMEOUT),
+    summary: waitMs > 0 ? `wait for records on ${shardId}` : `read ${shardId}`,
+  }).getRecords;
+}
+
+/** A window's heartbeats go out this often: three quarters of its heartbeat timeout. */
+export const windowHeartbeatEveryMs = (options: ResolvedShardConsumerOptions): number =>
+  Math.floor(options.windowHeartbeatTimeoutMs * 0.75);
+
+/**
+ * `windowed`: the window on the pinned worker. Its sparse heartbeats are its liveness; transient AWS faults end an
+ * attempt with a retryable failure and the retry (same worker) carries on where it got to.
+ */
+export function windowActivities(options: ResolvedShardConsumerOptions, workerQueue: string, shardId: string) {
+  return {
+    window: proxyActivities<Activities>({
+      taskQueue: workerQueue,
+      scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
+      startToCloseTimeout: options.windowDurationMs + options.processTimeoutMs + 60_000,
+      heartbeatTimeout: options.windowHeartbeatTimeoutMs,
+      retry: onPinnedWorker(READ_RETRY, START_TO_CLOSE_TIMEOUT),
+      summary: `window of ${shardId}`,
+    }).processWindow,
+    stop: proxyActivities<Activities>({
+      taskQueue: workerQueue,
+      scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
+      startToCloseTimeout: '10s',
+      retry: { maximumAttempts: 1 },
+      summary: `stop the window of ${shardId}`,
+    }).stopWindow,
+  };
+}
 
 /**
  * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
@@ -105,12 +176,6 @@ export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQu
     heartbeatTimeout: options.heartbeatTimeoutMs,
   };
   return {
-    read: proxyActivities<Activities>({
-      ...common,
-      startToCloseTimeout: '60s',
-      retry: onPinnedWorker(READ_RETRY),
-      summary: `read ${shardId}`,
-    }),
     process: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: options.processTimeoutMs,

@@ -90,6 +90,20 @@ export class FakeLeaseTable {
     return { counter: lease.counter };
   }
 
+  /** Owner-conditioned renewal: a new counter, and the lease as it is (CheckpointConflict if another owner holds it). */
+  renew(shardId: string, owner: string): FakeLease {
+    const lease = this.leases.get(shardId);
+    if (!lease || lease.owner !== owner) {
+      this.conflicts.push({ shardId, owner, counter: -1 });
+      throw ApplicationFailure.nonRetryable(
+        `lease ${shardId} is held by ${lease?.owner ?? 'nobody'}, not by ${owner}`,
+        FailureType.CheckpointConflict,
+      );
+    }
+    lease.counter++;
+    return { ...lease };
+  }
+
   release(shardId: string, owner: string, counter: number): void {
     const lease = this.leases.get(shardId);
     if (lease && lease.owner === owner && lease.counter === counter) {

@@ -105,6 +105,8 @@ export class FakeKinesis {
   pinnedQueue: string;
   private tick = 0;
   private handles = 0;
+  /** The newest lease counter each pin reached (as a worker remembers it for its pins). */
+  private readonly pinCounters = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
 
   constructor(options: FakeKinesisOptions) {
@@ -162,6 +164,29 @@ export class FakeKinesis {
     });
   }
 
+  private counterOf(pin: string, lease: { counter: number }): number {
+    return Math.max(lease.counter, this.pinCounters.get(pin) ?? 0);
+  }
+
+  /** A fenced write from a pin's worker; the counter it reaches is remembered for the pin. */
+  private write(
+    shardId: string,
+    pin: string,
+    lease: { owner: string; counter: number },
+    checkpoint: ExtendedSequenceNumber | 'SHARD_END',
+    childShardIds?: string[],
+  ): number {
+    const { counter } = this.leases.checkpoint({
+      shardId,
+      owner: lease.owner,
+      counter: this.counterOf(pin, lease),
+      checkpoint,
+      ...(childShardIds && childShardIds.length > 0 ? { childShardIds } : {}),
+    });
+    this.pinCounters.set(pin, counter);
+    return counter;
+  }
+
   private notify(): void {
     for (const waiter of [...this.waiters]) waiter();
   }
@@ -214,12 +239,16 @@ export class FakeKinesis {
         return { iterator: shard.iteratorAt(shard.indexAt(input.position)), obtainedAt: fakeClock() };
       }),
 
-      getRecords: this.stub('getRecords', (input) => {
-        const { summary, records } = this.shard(input.ref.shardId).read(
-          input.iterator,
-          input.maxRecords,
-          input.skipUntil,
-        );
+      getRecords: this.stub('getRecords', async (input) => {
+        const shard = this.shard(input.ref.shardId);
+        let { summary, records } = shard.read(input.iterator, input.maxRecords, input.skipUntil);
+        // A quiet read waits for records, as the worker does (in real time, shortened: the fake shard only grows when a
+        // test appends to it).
+        const deadline = Date.now() + Math.min(input.idleWaitMs ?? 0, 200);
+        while (summary.kinesisRecordCount === 0 && summary.nextIterator && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          ({ summary, records } = shard.read(input.iterator, input.maxRecords, input.skipUntil));
+        }
         const handle = `batch-${++this.handles}`;
         this.batches.set(handle, records);
         return { handle, ...summary };
@@ -254,7 +283,16 @@ export class FakeKinesis {
 
       initializeProcessor: this.stub('initializeProcessor', (input) => {
         this.instances.set(input.pin, this.pinnedQueue);
-        return { workerQueue: this.pinnedQueue };
+        if (!input.lease) return { workerQueue: this.pinnedQueue };
+        const lease = this.leases.renew(input.ref.shardId, input.lease.owner);
+        this.pinCounters.set(input.pin, lease.counter);
+        return {
+          workerQueue: this.pinnedQueue,
+          lease: {
+            counter: lease.counter,
+            ...(lease.checkpoint !== undefined ? { checkpoint: lease.checkpoint } : {}),
+          },
+        };
       }),
 
       processRecords: this.stub('processRecords', (input, call) => {
@@ -271,15 +309,35 @@ export class FakeKinesis {
         this.batches.delete(input.handle);
         this.deliveries.push({ pin: input.pin, records, taskQueue: call.taskQueue });
         const checkpoint = this.checkpointPolicy(records, this.deliveries.length);
-        return checkpoint ? { checkpoint, durationMs: 1 } : { durationMs: 1 };
+        if (!checkpoint) return { durationMs: 1, counter: this.counterOf(input.pin, input.lease) };
+        // The processor's checkpoint is written on its worker, fenced, before processRecords returns.
+        const counter = this.write(input.ref.shardId, input.pin, input.lease, checkpoint);
+        return { checkpoint, checkpoints: 1, counter, durationMs: 1 };
       }),
 
       shutdownProcessor: this.stub('shutdownProcessor', (input) => {
         this.instances.delete(input.pin);
-        if (input.reason !== 'ZOMBIE' && this.checkpointOnShutdown && input.lastProcessed) {
-          return { checkpoint: input.lastProcessed };
+        if (input.reason === 'ZOMBIE' || !input.lease) return {};
+        let lease = input.lease;
+        if (lease.renew) {
+          lease = { ...lease, counter: this.leases.renew(input.ref.shardId, lease.owner).counter, renew: false };
         }
-        return {};
+        let counter = this.counterOf(input.pin, lease);
+        let checkpoint: ExtendedSequenceNumber | undefined;
+        if (this.checkpointOnShutdown && input.lastProcessed) {
+          checkpoint = input.lastProcessed;
+          counter = this.write(input.ref.shardId, input.pin, lease, checkpoint);
+        }
+        if (input.shardEnd) {
+          counter = this.write(
+            input.ref.shardId,
+            input.pin,
+            { ...lease, counter },
+            'SHARD_END',
+            input.shardEnd.childShardIds,
+          );
+        }
+        return { counter, ...(checkpoint ? { checkpoint } : {}) };
       }),
     };
   }

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { GetRecordsCommand, GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { BatchCache } from '../../src/activities/batch-cache';
+import { createShardReader } from '../../src/activities/shard-reader';
 import { createKinesisActivities, type GetRecordsInput } from '../../src/activities/kinesis-activities';
 import { ProcessorHost } from '../../src/activities/processor-host';
 import { createAwsClients } from '../../src/aws/clients';
@@ -56,7 +57,12 @@ describe('getRecords read-ahead', () => {
   /** Fresh activities (their own read-ahead state) and a runner in a mock activity context. */
   function activities() {
     const cache = new BatchCache();
-    const read = createKinesisActivities({ kinesis, cache, host: new ProcessorHost({}) });
+    const read = createKinesisActivities({
+      kinesis,
+      cache,
+      host: new ProcessorHost({}),
+      reader: createShardReader({ kinesis }),
+    });
     const env = new MockActivityEnvironment();
     const getRecords = (input: Partial<GetRecordsInput> & { iterator: string }): Promise<BatchSummary> =>
       env.run<[GetRecordsInput], BatchSummary, (input: GetRecordsInput) => Promise<BatchSummary>>(

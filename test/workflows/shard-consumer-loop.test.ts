@@ -41,35 +41,50 @@ const position = (index: number) => ({ sequenceNumber: sequenceNumberAt(index) }
 
 describe('idling between reads', () => {
   for (const callEvenForEmpty of [false, true]) {
-    test(`an empty read at the tip waits idleTimeBetweenReadsMs of workflow time (callProcessRecordsEvenForEmptyRecordList ${callEvenForEmpty})`, async () => {
+    test(`an empty read at the tip: the next reads wait on the worker, 2x idleTimeBetweenReadsMs doubling up to maxIdleWaitMs, with no workflow timer (callProcessRecordsEvenForEmptyRecordList ${callEvenForEmpty})`, async () => {
       const scenario = stubScenario(env, 'idle-at-tip');
       const { fake } = scenario;
       const shard = fake.addShard(SHARD); // empty and open: reads return nothing, 0 ms behind the tip
       fake.hooks.getRecords = (_input, call) => {
-        if (call.nth !== 3) return;
+        if (call.nth !== 5) return;
         shard.append(2);
         shard.close([]);
       };
+      let handle: WorkflowHandleWithFirstExecutionRunId<typeof shardConsumerWorkflow> | undefined;
 
       const result = await scenario.run(
         scenario.input(SHARD, {
           initialPosition: 'TRIM_HORIZON',
-          idleTimeBetweenReadsMs: IDLE_MS,
+          idleTimeBetweenReadsMs: 1_000,
+          maxIdleWaitMs: 6_000,
           callProcessRecordsEvenForEmptyRecordList: callEvenForEmpty,
         }),
+        async (started) => {
+          handle = started;
+        },
       );
 
       assert.equal(result.reason, 'TERMINATE');
       const reads = fake.callsOf('getRecords');
-      assert.equal(reads.length, 3);
-      for (const gap of gaps(reads)) assert.ok(gap >= IDLE_MS && gap < IDLE_MS + 5_000, `reads ${gap} ms apart`);
+      assert.deepEqual(
+        reads.map((read) => read.input.idleWaitMs),
+        [undefined, 2_000, 4_000, 6_000, 6_000],
+        'an active read returns at once; quiet reads wait 2 s, 4 s, then maxIdleWaitMs',
+      );
+      assert.ok(reads.every((read) => read.input.idlePollMs === 1_000));
+      const history = await handle!.fetchHistory();
+      assert.equal(
+        (history.events ?? []).filter((event) => event.timerStartedEventAttributes).length,
+        0,
+        'no workflow timer while the shard is quiet',
+      );
       assert.deepEqual(
         fake.deliveries.map((delivery) => delivery.records.length),
-        callEvenForEmpty ? [0, 0, 2] : [2],
+        callEvenForEmpty ? [0, 0, 0, 0, 2] : [2],
       );
       assert.deepEqual(fake.delivered(), positionsOf(shard));
-      assert.equal(result.counters.emptyBatches, 2);
-      assert.equal(result.counters.batches, 3);
+      assert.equal(result.counters.emptyBatches, 4);
+      assert.equal(result.counters.batches, 5);
     });
   }
 
@@ -186,28 +201,25 @@ describe('checkpoints', () => {
 
     const result = await scenario.run(scenario.input(SHARD, { initialPosition: 'TRIM_HORIZON', maxRecords: 3 }));
 
-    assert.deepEqual(fake.order(['processRecords', 'checkpoint']), [
-      'processRecords',
-      'checkpoint',
-      'processRecords',
-      'checkpoint',
-      'processRecords',
-      'checkpoint',
-    ]);
-    const [first, second] = fake.callsOf('processRecords');
-    const written = fake.callsOf('checkpoint');
-    assert.ok(written[0]!.startTick > first!.endTick! && written[0]!.endTick! < second!.startTick);
+    // Written on the worker, inside processRecords (durable when checkpoint() resolves): no workflow-side write.
+    assert.equal(fake.count('checkpoint'), 0);
+    const [first, second, third] = fake.callsOf('processRecords');
     assert.deepEqual(
-      written.map((call) => [call.input.checkpoint, call.input.counter, call.input.owner]),
+      [first, second, third].map((call) => (call!.result as { checkpoint?: unknown }).checkpoint),
+      [position(0), position(5), undefined],
+    );
+    assert.deepEqual(
+      fake.leases.written.map((write) => [write.checkpoint, write.counter, write.owner]),
       [
         [position(0), 1, scenario.owner()],
         [position(5), 2, scenario.owner()],
         [SentinelCheckpoint.SHARD_END, 3, scenario.owner()],
       ],
     );
-    assert.ok(
-      written.every((call) => call.isLocal && call.taskQueue === scenario.taskQueue),
-      'local activity on the workflow worker',
+    // Each next batch was told the counter the previous write reached.
+    assert.deepEqual(
+      fake.callsOf('processRecords').map((call) => call.input.lease.counter),
+      [1, 2, 3],
     );
     // Each batch is told the durable checkpoint and the last record before it.
     assert.deepEqual(
@@ -234,7 +246,7 @@ describe('checkpoints', () => {
     const result = await scenario.run(scenario.input(SHARD, { initialPosition: 'TRIM_HORIZON', maxRecords: 2 }));
 
     assert.equal(result.reason, 'ZOMBIE');
-    const attempts = fake.callsOf('checkpoint');
+    const attempts = fake.callsOf('processRecords');
     assert.equal(attempts.length, 2, 'the conflict is not retried and nothing is written after it');
     assert.equal((attempts[1]!.error as { type?: string }).type, 'CheckpointConflict');
     assert.deepEqual(fake.leases.positions(SHARD), [sequenceNumberAt(1)]);
@@ -244,7 +256,6 @@ describe('checkpoints', () => {
       shutdowns.map((call) => call.input.reason),
       ['ZOMBIE'],
     );
-    assert.equal(fake.count('processRecords'), 2);
     assert.equal(fake.count('releaseLease'), 0, "the lease is someone else's now");
     assert.equal(fake.leases.get(SHARD)?.owner, 'another-worker');
     assert.deepEqual(result.checkpoint, position(1));
@@ -279,11 +290,12 @@ describe('ending', () => {
     assert.deepEqual(fake.leases.written, [
       { shardId: SHARD, owner: scenario.owner(), counter: 1, checkpoint: position(3) },
     ]);
+    // Written by the shutdown call on the worker (durable before shutdown returned), then the lease is released.
     assert.deepEqual(fake.order(['shutdownProcessor', 'checkpoint', 'releaseLease']), [
       'shutdownProcessor',
-      'checkpoint',
       'releaseLease',
     ]);
+    assert.equal(shutdown.taskQueue, fake.pinnedQueue);
     assert.equal(fake.callsOf('releaseLease')[0]?.input.counter, 2, 'released with the counter of the last write');
     assert.equal(fake.leases.get(SHARD)?.owner, undefined, 'the lease has no owner any more');
     assert.deepEqual(fake.delivered(), positionsOf(shard));
@@ -308,13 +320,14 @@ describe('ending', () => {
     assert.equal(result.checkpoint, SentinelCheckpoint.SHARD_END);
     assert.deepEqual(fake.delivered(), positionsOf(shard));
     assert.deepEqual(fake.deliveries.at(-1)?.records, [position(4)], 'the batch that ended the shard was processed');
-    assert.deepEqual(fake.order(['processRecords', 'shutdownProcessor', 'checkpoint', 'releaseLease']).slice(-5), [
+    assert.deepEqual(fake.order(['processRecords', 'shutdownProcessor', 'checkpoint', 'releaseLease']).slice(-3), [
       'processRecords',
       'shutdownProcessor',
-      'checkpoint',
-      'checkpoint',
       'releaseLease',
     ]);
+    assert.deepEqual(fake.callsOf('shutdownProcessor')[0]?.input.shardEnd, {
+      childShardIds: children.map((child) => child.shardId),
+    });
     const shutdown = fake.callsOf('shutdownProcessor')[0];
     assert.equal(shutdown?.input.reason, 'TERMINATE');
     assert.deepEqual(shutdown.input.lastProcessed, position(4));
@@ -378,13 +391,13 @@ describe('continue-as-new', () => {
     assert.notEqual((await handle!.describe()).runId, handle!.firstExecutionRunId);
     // The lease was claimed once and every write presents the counter the previous one returned.
     assert.equal(fake.count('claimLease'), 1);
-    const writes = fake.callsOf('checkpoint');
+    const writes = fake.leases.written;
     assert.deepEqual(
-      writes.map((call) => call.input.counter),
+      writes.map((write) => write.counter),
       Array.from({ length: 11 }, (_, i) => i + 1),
     );
     assert.ok(
-      writes.every((call) => call.input.owner === scenario.owner()),
+      writes.every((write) => write.owner === scenario.owner()),
       'one owner across runs',
     );
     // The processor was created once; every batch went to that instance.

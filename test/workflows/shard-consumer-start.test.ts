@@ -199,7 +199,7 @@ describe('where reading starts', () => {
     assert.deepEqual(fake.callsOf('initializeProcessor')[0]?.input.startingPosition, checkpoint);
     assert.deepEqual(fake.delivered(), [`${aggregate}/2`, ...positionsOf(shard, 2)]);
     // The claim took the lease from the earlier worker (counter 4 -> 5); the first write presents 5.
-    assert.equal(fake.callsOf('checkpoint')[0]?.input.counter, 5);
+    assert.equal(fake.leases.written[0]?.counter, 5);
   });
 
   const sentinels: {

@@ -1,6 +1,7 @@
 /**
  * The shard consumer's cursor: everything a run hands to the next through continue-as-new, as plain JSON, and the pure
- * rules that move it.
+ * rules that move it. Pure module: the workflow moves it batch by batch (per-batch), a window on the worker moves the
+ * reading part of it (windowed), by the same rules.
  */
 import type {
   BatchSummary,
@@ -9,9 +10,9 @@ import type {
   DeaggregationFailureReport,
   HashKeyRange,
   ResumePosition,
-} from '../consumer-types';
-import { type Checkpoint, compareSequenceNumbers, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
-import type { ResolvedShardConsumerOptions } from '../options';
+} from './consumer-types';
+import { type Checkpoint, compareSequenceNumbers, type ExtendedSequenceNumber, SentinelCheckpoint } from './positions';
+import type { ResolvedShardConsumerOptions } from './options';
 
 /** The worker a shard is pinned to: its processor instance and its batches live there. */
 export interface Pin {
@@ -48,6 +49,42 @@ export interface ShardCursor {
   recentDeadLetters: DeadLetterReport[];
   /** Number of this run in the continue-as-new chain. */
   run: number;
+  /**
+   * The lease must be renewed before the next write: the worker the shard left may have written checkpoints the
+   * workflow never heard of (the counter it knows may be stale, the checkpoint it knows may be behind).
+   */
+  renewLease?: boolean;
+  /** Windows started so far (windowed; each window's id is derived from it). */
+  windows?: number;
+  /** Reads in a row that found the shard quiet: the next idle wait doubles with each (see maxIdleWaitMs). */
+  quietReads?: number;
+}
+
+/** The part of the cursor that reading and processing move: what a window carries to the worker and back. */
+export type ReadCursor = Pick<
+  ShardCursor,
+  | 'resumeFrom'
+  | 'skipUntil'
+  | 'lastProcessed'
+  | 'iterator'
+  | 'millisBehindLatest'
+  | 'counters'
+  | 'recentDeaggregationFailures'
+  | 'checkpoint'
+>;
+
+/** The read cursor of a shard cursor (a copy). */
+export function readCursorOf(cursor: ReadCursor): ReadCursor {
+  return {
+    resumeFrom: cursor.resumeFrom,
+    ...(cursor.skipUntil ? { skipUntil: cursor.skipUntil } : {}),
+    ...(cursor.lastProcessed ? { lastProcessed: cursor.lastProcessed } : {}),
+    ...(cursor.iterator !== undefined ? { iterator: cursor.iterator } : {}),
+    ...(cursor.millisBehindLatest !== undefined ? { millisBehindLatest: cursor.millisBehindLatest } : {}),
+    ...(cursor.checkpoint !== undefined ? { checkpoint: cursor.checkpoint } : {}),
+    counters: { ...cursor.counters },
+    recentDeaggregationFailures: [...cursor.recentDeaggregationFailures],
+  };
 }
 
 export function emptyCounters(): ConsumerCounters {
@@ -131,7 +168,7 @@ const RECENT = 10;
 
 /** Moves the cursor past a processed batch; records it dead-lettered are not counted as processed. */
 export function advance(
-  cursor: ShardCursor,
+  cursor: ReadCursor,
   batch: BatchSummary,
   deadLettered: { records: number; bytes: number } = { records: 0, bytes: 0 },
 ): void {

@@ -1,0 +1,74 @@
+/**
+ * The lease as a pinned processor holds it on its worker. Checkpoints are written here, fenced on the newest lease
+ * counter this worker knows for the pin, so `checkpoint()` is durable when it resolves and a retried attempt on the same
+ * worker carries on with the counter its earlier attempt reached.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { LeaseRef, ShardRef } from '../consumer-types';
+import { type Checkpoint, type ExtendedSequenceNumber, type SentinelCheckpoint } from '../positions';
+import { leaseTables } from './lease-tables';
+import type { ProcessorHost } from './processor-host';
+
+export type { LeaseRef } from '../consumer-types';
+
+/** Writes one pin's checkpoints. */
+export interface LeaseWriter {
+  /** The counter the next write presents (the newest one known). */
+  readonly counter: number;
+  /** The durable checkpoint as this worker last saw or wrote it (after a renewal: the table's). */
+  readonly checkpoint: Checkpoint | undefined;
+  /** Checkpoints written through this writer. */
+  readonly writes: number;
+  /** Writes a checkpoint, fenced; resolves once it is durable. @throws CheckpointConflictError when the lease is lost */
+  write(
+    checkpoint: ExtendedSequenceNumber | typeof SentinelCheckpoint.SHARD_END,
+    childShardIds?: string[],
+  ): Promise<void>;
+}
+
+/** Opens lease writers for pins on this worker (lease tables are ensured once per worker). */
+export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
+  const table = leaseTables(dynamoDb);
+  /**
+   * The writer for `pin`: with `lease.renew`, the lease is renewed first (owner-conditioned; the workflow may not know
+   * the newest counter), else the counter is the newer of the workflow's and the one this worker reached for the pin.
+   */
+  return async (ref: ShardRef, pin: string, lease: LeaseRef, lastCheckpoint?: Checkpoint): Promise<LeaseWriter> => {
+    const leases = await table(lease.tableName);
+    let counter = Math.max(lease.counter, host.leaseCounter(ref, pin) ?? 0);
+    let checkpoint = lastCheckpoint;
+    if (lease.renew) {
+      const renewed = await leases.renew({ shardId: ref.shardId, owner: lease.owner });
+      counter = renewed.counter;
+      checkpoint = renewed.checkpoint;
+      host.setLeaseCounter(ref, pin, counter);
+    }
+    let writes = 0;
+    return {
+      get counter() {
+        return counter;
+      },
+      get checkpoint() {
+        return checkpoint;
+      },
+      get writes() {
+        return writes;
+      },
+      async write(position, childShardIds) {
+        const written = await leases.checkpoint({
+          shardId: ref.shardId,
+          owner: lease.owner,
+          counter,
+          checkpoint: position,
+          ...(childShardIds && childShardIds.length > 0 ? { childShardIds } : {}),
+        });
+        counter = written.counter;
+        checkpoint = position;
+        writes++;
+        host.setLeaseCounter(ref, pin, counter);
+      },
+    };
+  };
+}
+
+export type OpenLease = ReturnType<typeof pinLeases>;

@@ -1,0 +1,144 @@
+/**
+ * The `per-batch` execution: every Kinesis batch is a durable step of the workflow — a read on the shard's worker, then
+ * `processRecords` there (its checkpoints are written on the worker). About two Temporal actions a batch; a quiet shard
+ * waits inside its read (no workflow timer), about one action per `maxIdleWaitMs`.
+ */
+import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
+import type { GetRecordsInput } from '../activities';
+import type { BatchSummary, ShardConsumerResult } from '../consumer-types';
+import type { ExtendedSequenceNumber } from '../positions';
+import { type Pin, skipAfter } from '../shard-cursor';
+import { idleWaitMs, readActivity } from './shard-activities';
+import type { ShardContext } from './shard-context';
+import { deliver } from './shard-delivery';
+import { classify, Failure, failureMessage } from './shard-failures';
+import { finish, zombie } from './shard-shutdown';
+import { freshIterator } from './shard-start';
+
+/** What one read activity needs: the iterator, what to drop from what it returns, and how long it may wait. */
+export function readInput(
+  ctx: ShardContext,
+  pin: Pin,
+  iterator: string,
+  skipUntil: ExtendedSequenceNumber | undefined,
+  waitMs: number,
+): GetRecordsInput {
+  const { options } = ctx;
+  return {
+    ref: ctx.ref,
+    pin: pin.id,
+    iterator,
+    maxRecords: options.maxRecords,
+    minIntervalMs: options.minTimeBetweenReadsMs,
+    readAhead: options.prefetch,
+    idlePollMs: Math.max(options.idleTimeBetweenReadsMs, 1),
+    ...(waitMs > 0 ? { idleWaitMs: waitMs } : {}),
+    ...(options.callProcessRecordsEvenForEmptyRecordList ? { keepEmpty: true } : {}),
+    ...(ctx.hashKeyRange ? { hashKeyRange: ctx.hashKeyRange } : {}),
+    ...(skipUntil ? { skipUntil } : {}),
+  };
+}
+
+/**
+ * One read from the cursor's iterator; a quiet shard's read waits on the worker. A stop ends the wait at once: the
+ * read is cancelled and 'STOPPED' returned.
+ */
+export async function readBatch(ctx: ShardContext, p: Pin, iterator: string): Promise<BatchSummary | 'STOPPED'> {
+  const waitMs = idleWaitMs(ctx.options, ctx.c.quietReads ?? 0);
+  const read = readActivity(ctx.options, p.workerQueue, ctx.ref.shardId, waitMs);
+  if (waitMs === 0) return read(readInput(ctx, p, iterator, ctx.c.skipUntil, 0));
+  const scope = new CancellationScope();
+  const waiting = scope.run(() => read(readInput(ctx, p, iterator, ctx.c.skipUntil, waitMs)));
+  const stopped = await Promise.race([waiting.then(() => false), condition(() => ctx.stopRequested)]);
+  if (stopped && ctx.stopRequested) {
+    scope.cancel();
+    waiting.catch(() => undefined);
+    return 'STOPPED';
+  }
+  return waiting;
+}
+
+/** True when the read found nothing at the shard's tip: the next read waits for records. */
+export function quiet(ctx: ShardContext, batch: BatchSummary): boolean {
+  return (
+    batch.kinesisRecordCount === 0 &&
+    batch.millisBehindLatest < Math.max(ctx.options.idleTimeBetweenReadsMs, 1) &&
+    batch.nextIterator !== undefined
+  );
+}
+
+/**
+ * A failed read: an expired iterator is replaced (resuming right after the last processed record); a worker that is
+ * gone moves the shard. Anything else fails the workflow.
+ */
+export function onReadFailure(ctx: ShardContext, error: unknown): void {
+  const c = ctx.c;
+  switch (classify(error, 'read')) {
+    case Failure.EXPIRED_ITERATOR:
+      c.counters.expiredIterators++;
+      c.iterator = undefined;
+      return;
+    case Failure.WORKER_LOST:
+      ctx.unpin(failureMessage(error));
+      return;
+    default:
+      throw error;
+  }
+}
+
+export async function runPerBatch(ctx: ShardContext): Promise<ShardConsumerResult | 'CONTINUE_AS_NEW'> {
+  const { options } = ctx;
+  const c = ctx.c;
+  let pending: { pinId: string; iterator: string; read: Promise<BatchSummary> } | undefined;
+  let batchesThisRun = 0;
+  for (;;) {
+    if (ctx.stopRequested) return finish(ctx, 'REQUESTED');
+    if (batchesThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested) {
+      if (pending) await pending.read.catch(() => undefined);
+      return 'CONTINUE_AS_NEW';
+    }
+    const p = await ctx.pin();
+    if (c.iterator === undefined) await freshIterator(ctx);
+    const iterator = c.iterator!;
+
+    let batch: BatchSummary;
+    try {
+      const read =
+        pending && pending.pinId === p.id && pending.iterator === iterator ? pending.read : readBatch(ctx, p, iterator);
+      pending = undefined;
+      const got = await read;
+      if (got === 'STOPPED') return finish(ctx, 'REQUESTED');
+      batch = got;
+    } catch (error) {
+      pending = undefined;
+      onReadFailure(ctx, error);
+      continue;
+    }
+
+    const atShardEnd = batch.nextIterator === undefined;
+    const isQuiet = quiet(ctx, batch);
+    c.quietReads = isQuiet ? (c.quietReads ?? 0) + 1 : 0;
+    if (options.prefetch && !atShardEnd && !isQuiet && batchesThisRun + 1 < options.maxBatchesPerRun) {
+      // Prefetch: read the next batch while this one is processed (delivery order is unchanged).
+      const next = batch.nextIterator!;
+      const read = readActivity(
+        options,
+        p.workerQueue,
+        ctx.ref.shardId,
+        0,
+      )(readInput(ctx, p, next, skipAfter(c.skipUntil, batch), 0));
+      read.catch(() => undefined);
+      pending = { pinId: p.id, iterator: next, read };
+    }
+
+    const delivered = await deliver(ctx, p, batch);
+    if (delivered === 'ZOMBIE') return zombie(ctx);
+    if (delivered === 'STOP') return finish(ctx, 'REQUESTED');
+    if (delivered === 'RETRY') {
+      pending = undefined;
+      continue;
+    }
+    batchesThisRun++;
+    if (atShardEnd) return finish(ctx, 'TERMINATE', batch.childShards ?? []);
+  }
+}

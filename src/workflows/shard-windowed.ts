@@ -1,0 +1,148 @@
+/**
+ * The `windowed` execution: one activity on the shard's worker (a window) reads, processes and checkpoints batch after
+ * batch in-process, and reports where it got to when it ends (a time or batch bound, shard end, a failure, a stop, or a
+ * quiet shard). While the shard is quiet, the workflow waits for records with the same reads as `per-batch`; the batch
+ * that ends the wait opens the next window. A batch a window fails on is delivered as a durable step, with the
+ * processing retry policy, HALT and dead-letter of `per-batch`.
+ */
+import { condition, log, workflowInfo } from '@temporalio/workflow';
+import type { BatchSummary, ShardConsumerResult } from '../consumer-types';
+import { advance, type Pin, readCursorOf } from '../shard-cursor';
+import type { WindowResult } from '../activities';
+import { windowActivities, windowHeartbeatEveryMs } from './shard-activities';
+import type { ShardContext } from './shard-context';
+import { deliver } from './shard-delivery';
+import { classify, Failure, failureMessage } from './shard-failures';
+import { onReadFailure, quiet, readBatch } from './shard-per-batch';
+import { finish, zombie } from './shard-shutdown';
+import { freshIterator } from './shard-start';
+
+/** Runs one window, ending it early (through the worker) when a stop arrives. */
+async function runWindow(ctx: ShardContext, p: Pin, first: BatchSummary | undefined): Promise<WindowResult> {
+  const { options } = ctx;
+  const c = ctx.c;
+  const activities = windowActivities(options, p.workerQueue, ctx.ref.shardId);
+  c.windows = (c.windows ?? 0) + 1;
+  const window = activities.window({
+    ref: ctx.ref,
+    pin: p.id,
+    windowId: `${c.run}.${c.windows}`,
+    lease: ctx.lease(),
+    cursor: readCursorOf(c),
+    ...(first ? { first } : {}),
+    read: {
+      maxRecords: options.maxRecords,
+      minIntervalMs: options.minTimeBetweenReadsMs,
+      readAhead: options.prefetch,
+      idlePollMs: Math.max(options.idleTimeBetweenReadsMs, 1),
+      ...(ctx.hashKeyRange ? { hashKeyRange: ctx.hashKeyRange } : {}),
+    },
+    keepEmpty: options.callProcessRecordsEvenForEmptyRecordList,
+    bounds: {
+      durationMs: options.windowDurationMs,
+      maxBatches: options.windowMaxBatches,
+      maxQuietMs: options.maxIdleWaitMs,
+    },
+    heartbeatEveryMs: windowHeartbeatEveryMs(options),
+  });
+  const stopped = await Promise.race([window.then(() => false), condition(() => ctx.stopRequested)]);
+  if (stopped && ctx.stopRequested) {
+    // The window stops where it is and reports it; if its worker is gone, its heartbeat timeout ends it.
+    await activities.stop({ ref: ctx.ref, pin: p.id }).catch((error: unknown) => {
+      log.warn('could not stop the window on its worker', { shardId: ctx.ref.shardId, error: String(error) });
+    });
+  }
+  return window;
+}
+
+export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResult | 'CONTINUE_AS_NEW'> {
+  const { options } = ctx;
+  const c = ctx.c;
+  let first: BatchSummary | undefined;
+  let stepsThisRun = 0;
+  for (;;) {
+    if (ctx.stopRequested) return finish(ctx, 'REQUESTED');
+    if (!first && (stepsThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested)) {
+      return 'CONTINUE_AS_NEW';
+    }
+    stepsThisRun++;
+    const p = await ctx.pin();
+    if (c.iterator === undefined) {
+      first = undefined;
+      await freshIterator(ctx);
+    }
+
+    if (!first && (c.quietReads ?? 0) > 0) {
+      // The shard went quiet: wait for records without a window (no heartbeats while nothing happens).
+      let batch: BatchSummary | 'STOPPED';
+      try {
+        batch = await readBatch(ctx, p, c.iterator!);
+      } catch (error) {
+        onReadFailure(ctx, error);
+        continue;
+      }
+      if (batch === 'STOPPED') return finish(ctx, 'REQUESTED');
+      if (quiet(ctx, batch)) {
+        advance(c, batch);
+        c.quietReads = (c.quietReads ?? 0) + 1;
+        continue;
+      }
+      first = batch; // delivered by the window, which starts at its iterator
+    }
+
+    let window: WindowResult;
+    try {
+      window = await runWindow(ctx, p, first);
+    } catch (error) {
+      switch (classify(error, 'window')) {
+        case Failure.LEASE_LOST:
+          return zombie(ctx);
+        case Failure.BATCH_LOST:
+          first = undefined; // read it again
+          continue;
+        case Failure.WORKER_LOST:
+          first = undefined;
+          ctx.unpin(failureMessage(error));
+          continue;
+        default:
+          throw error;
+      }
+    }
+    first = undefined;
+    Object.assign(c, window.cursor);
+    // Fields a window cleared are absent from its (JSON) result, not undefined.
+    c.iterator = window.cursor.iterator;
+    c.skipUntil = window.cursor.skipUntil;
+    ctx.adoptLease({ counter: window.counter }, true);
+    c.quietReads = 0;
+    ctx.showDetails();
+    switch (window.end) {
+      case 'SHARD_END':
+        return finish(ctx, 'TERMINATE', window.childShards ?? []);
+      case 'QUIET':
+        c.quietReads = 1;
+        break;
+      case 'DRAINING':
+        ctx.unpin('WorkerDraining');
+        break;
+      case 'PROCESSING_FAILED': {
+        const failed = window.failed!;
+        log.warn('a window failed on a batch; delivering it as a durable step', {
+          shardId: ctx.ref.shardId,
+          error: failed.error,
+        });
+        const delivered = await deliver(ctx, p, failed.batch);
+        if (delivered === 'ZOMBIE') return zombie(ctx);
+        if (delivered === 'STOP') return finish(ctx, 'REQUESTED');
+        if (delivered === 'DELIVERED' && failed.batch.nextIterator === undefined) {
+          return finish(ctx, 'TERMINATE', failed.batch.childShards ?? []);
+        }
+        break;
+      }
+      case 'BOUND':
+      case 'STOPPED':
+      case 'EXPIRED_ITERATOR':
+        break;
+    }
+  }
+}
