@@ -4,6 +4,10 @@
  * run is interrupted. Tests find the stack through TEMPORAL_KCL_TEST_* environment variables.
  *
  * Usage: tsx scripts/run-tests.ts [file or directory ...]   (default: test/)
+ *
+ * Every test file runs under the default execution (per-batch); the suites that start consumers (integration,
+ * reliability, CLI) then run a second time under `execution: 'windowed'` (TEMPORAL_KCL_TEST_EXECUTION, read by
+ * test/helpers/execution.ts). Setting TEMPORAL_KCL_TEST_EXECUTION yourself runs the files once, under that execution.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -12,6 +16,11 @@ import { startDevStack } from '../src/dev/dev-stack';
 import { provisionTools } from './provision';
 
 const root = resolve(__dirname, '..');
+
+/** The suites that start consumers: run once per execution. */
+const PER_EXECUTION = /^test\/(integration|reliability|cli)\//;
+/** CLI tests that start no consumer. */
+const NO_CONSUMER = /^test\/cli\/cli-(dev|errors)\.test\.ts$/;
 
 function testFiles(targets: string[]): string[] {
   const files: string[] = [];
@@ -43,34 +52,56 @@ async function main(): Promise<number> {
     ...(temporalCli.path ? { TEMPORAL_CLI_PATH: temporalCli.path } : {}),
     ...(testServer.path ? { TEMPORAL_TEST_SERVER_PATH: testServer.path } : {}),
   };
-  const args = [
-    '--import',
-    'tsx',
-    '--test',
-    '--test-reporter=spec',
-    `--test-concurrency=${process.env.TEST_CONCURRENCY ?? '1'}`,
-    '--test-timeout=600000',
-    ...files,
-  ];
-  // The test run gets a process group of its own, so that whatever it starts (servers the SDK spawns, workers in child
-  // processes) can be killed as a group, even if a test leaves something behind.
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit', detached: true });
+  const passes: { execution?: string; files: string[] }[] = process.env.TEMPORAL_KCL_TEST_EXECUTION
+    ? [{ files }]
+    : [
+        { execution: 'per-batch', files },
+        {
+          execution: 'windowed',
+          files: files.filter((file) => PER_EXECUTION.test(file) && !NO_CONSUMER.test(file)),
+        },
+      ];
+  let code = 0;
+  let interrupted = false;
+  let running: ReturnType<typeof spawn> | undefined;
   const killGroup = () => {
     try {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      if (running?.pid) process.kill(-running.pid, 'SIGKILL');
     } catch {
       // the group is already gone
     }
   };
-  let interrupted = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       interrupted = true;
       killGroup();
     });
   }
-  const code = await new Promise<number>((done) => child.on('exit', (exitCode) => done(exitCode ?? 1)));
-  killGroup();
+  for (const pass of passes) {
+    if (pass.files.length === 0 || interrupted) continue;
+    if (pass.execution) console.log(`\n[tests] ${pass.files.length} file(s) with execution ${pass.execution}`);
+    const args = [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-reporter=spec',
+      `--test-concurrency=${process.env.TEST_CONCURRENCY ?? '1'}`,
+      '--test-timeout=600000',
+      ...pass.files,
+    ];
+    // The test run gets a process group of its own, so that whatever it starts (servers the SDK spawns, workers in
+    // child processes) can be killed as a group, even if a test leaves something behind.
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: { ...env, ...(pass.execution ? { TEMPORAL_KCL_TEST_EXECUTION: pass.execution } : {}) },
+      stdio: 'inherit',
+      detached: true,
+    });
+    running = child;
+    const passCode = await new Promise<number>((done) => child.on('exit', (exitCode) => done(exitCode ?? 1)));
+    killGroup();
+    if (passCode !== 0) code = passCode;
+  }
   await stack.stop();
   return interrupted ? 130 : code;
 }

@@ -4,7 +4,7 @@ import { createKinesisClient } from '../aws/clients';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
 import { InvalidConfigError, KclError } from '../errors';
 import { streamConsumerWorkflowId } from '../ids';
-import type { InitialPosition } from '../options';
+import type { Execution, InitialPosition } from '../options';
 import { parseDuration, parseInteger, parseTimestamp, untilInterrupted } from './options';
 import {
   addAwsOptions,
@@ -43,6 +43,7 @@ function consumerCommand(name: string, description: string): Command {
 
 interface StartFlags extends ConsumerFlags {
   initialPosition: InitialPosition;
+  execution: Execution;
   timestamp?: string;
   processor: string;
   maxRecords?: number;
@@ -68,6 +69,14 @@ export function startCommand(): Command {
       '--timestamp <iso>',
       'start time for --initial-position AT_TIMESTAMP (ISO-8601, e.g. 2026-01-31T12:00:00Z)',
       parseTimestamp,
+    )
+    .addOption(
+      new Option(
+        '--execution <execution>',
+        "how batches run: per-batch (each batch a durable step, ~2 Temporal actions a batch, fast failover) or windowed (many batches per activity on the shard's worker, ~0.15 actions a second per busy shard, failover within the window heartbeat timeout)",
+      )
+        .choices(['per-batch', 'windowed'])
+        .default('per-batch'),
     )
     .option('--processor <name>', 'name of the processor factory registered on the workers', 'default')
     .option('--max-records <n>', 'most records per GetRecords call (1-10000)', parseInteger(1, 10_000))
@@ -114,6 +123,7 @@ export function startCommand(): Command {
         ...(flags.shardSyncInterval !== undefined ? { shardSyncIntervalMs: flags.shardSyncInterval } : {}),
         searchAttributes: flags.searchAttributes,
         shardOptions: {
+          execution: flags.execution,
           initialPosition: flags.initialPosition,
           ...(flags.timestamp ? { initialPositionTimestamp: flags.timestamp } : {}),
           ...(flags.maxRecords !== undefined ? { maxRecords: flags.maxRecords } : {}),

@@ -3,6 +3,7 @@
  * stack through the environment variables users set. Every subprocess is SIGKILLed by {@link killAllCliProcesses}, and
  * at the latest when the test process exits, so none outlives its test.
  */
+import { testExecution } from './execution';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import type { TestStack } from './stack';
@@ -116,7 +117,11 @@ export interface CliResult {
 /** Runs `temporal-kcl <args>` to completion (SIGKILLed after `timeoutMs`, which then shows as its signal). */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CliResult> {
   const started = Date.now();
-  const cli = spawnCli(args, env);
+  // `start` runs under the suite's execution (see execution.ts), unless the test chose one.
+  const execution = testExecution();
+  const withExecution =
+    execution && args[0] === 'start' && !args.includes('--execution') ? [...args, '--execution', execution] : args;
+  const cli = spawnCli(withExecution, env);
   const timer = setTimeout(() => void cli.kill('SIGKILL'), timeoutMs);
   try {
     const { code, signal } = await cli.exited;

@@ -1,3 +1,4 @@
+import { executionInterceptor } from './execution';
 import { after, before } from 'node:test';
 import {
   CreateStreamCommand,
@@ -40,7 +41,11 @@ export async function kclTestContext(): Promise<KclTestContext> {
     stack,
     kinesis,
     dynamoDb,
-    client: new Client({ connection, namespace: stack.namespace }),
+    client: new Client({
+      connection,
+      namespace: stack.namespace,
+      interceptors: { workflow: [executionInterceptor()].filter((interceptor) => interceptor !== undefined) },
+    }),
     nativeConnection,
     async close() {
       kinesis.destroy();

@@ -74,8 +74,14 @@ describe('ShardConsumerWorkflow history size', () => {
               streamName,
               shardId,
               processor: 'recorder',
-              // One record per batch; a long idle pause keeps empty reads at the tip to about one per run.
-              options: { initialPosition: 'TRIM_HORIZON', maxRecords: 1, idleTimeBetweenReadsMs: 10_000 },
+              // One record per batch; a long idle pause keeps empty reads at the tip to about one per run. History per
+              // batch is a per-batch measure (a window adds none per batch).
+              options: {
+                execution: 'per-batch',
+                initialPosition: 'TRIM_HORIZON',
+                maxRecords: 1,
+                idleTimeBetweenReadsMs: 10_000,
+              },
             }),
           ),
         );
