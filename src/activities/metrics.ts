@@ -67,10 +67,30 @@ export function shardMetrics(ref: ShardRef, meter: MetricMeter = Context.current
   };
 }
 
+/**
+ * Counts a retried checkpoint write (tagged `activity="checkpoint"`): a processor's checkpoints are written on its
+ * worker, inside the activity that runs it, and retried there.
+ */
+export function countCheckpointRetry(ref: ShardRef): void {
+  Context.current()
+    .metricMeter.withTags({
+      application: ref.applicationName,
+      stream: ref.streamName,
+      shard_id: ref.shardId,
+      activity: 'checkpoint',
+    })
+    .createCounter(METRIC.retries, 'attempts', 'Activity attempts after the first')
+    .add(1);
+}
+
 /** Counts an activity attempt after the first (a retry), tagged with the activity type and the failure it follows. */
-export function countRetry(ref: ShardRef): void {
+/**
+ * Counts an attempt after the first. `priorAttempts`: attempts made before this activity's first (a window that failed
+ * on the batch before the workflow delivered it as a durable step).
+ */
+export function countRetry(ref: ShardRef, priorAttempts = 0): void {
   const context = Context.current();
-  if (context.info.attempt <= 1) return;
+  if (context.info.attempt + priorAttempts <= 1) return;
   context.metricMeter
     .withTags({
       application: ref.applicationName,

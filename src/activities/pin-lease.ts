@@ -6,7 +6,9 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { LeaseRef, ShardRef } from '../consumer-types';
 import { type Checkpoint, type ExtendedSequenceNumber, type SentinelCheckpoint } from '../positions';
+import { leaseTableFailure } from './aws-failures';
 import { leaseTables } from './lease-tables';
+import { countCheckpointRetry } from './metrics';
 import type { ProcessorHost } from './processor-host';
 
 export type { LeaseRef } from '../consumer-types';
@@ -25,6 +27,27 @@ export interface LeaseWriter {
     childShardIds?: string[],
   ): Promise<void>;
 }
+
+/**
+ * A checkpoint write meets a DynamoDB fault (throttling, a 5xx, a reset): it is tried again with backoff, as the
+ * workflow's own checkpoint activity is by its retry policy (100 ms doubling to 5 s), for up to about half a minute,
+ * inside the processor's `checkpoint()` call — which resolves only once the checkpoint is durable. A lost lease or a
+ * malformed request is not retried. (The table's own idempotence makes a retry of an applied write succeed.)
+ */
+async function retryTransient<T>(ref: ShardRef, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1, delayMs = 100; ; attempt++, delayMs = Math.min(delayMs * 2, 5_000)) {
+    try {
+      return await write();
+    } catch (error) {
+      if (attempt >= CHECKPOINT_WRITE_ATTEMPTS || leaseTableFailure(error, 'checkpoint').nonRetryable) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      countCheckpointRetry(ref);
+    }
+  }
+}
+
+/** Attempts of one checkpoint write before its error reaches the processor (about 30 s of backoff). */
+const CHECKPOINT_WRITE_ATTEMPTS = 10;
 
 /** Opens lease writers for pins on this worker (lease tables are ensured once per worker). */
 export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
@@ -55,13 +78,15 @@ export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
         return writes;
       },
       async write(position, childShardIds) {
-        const written = await leases.checkpoint({
-          shardId: ref.shardId,
-          owner: lease.owner,
-          counter,
-          checkpoint: position,
-          ...(childShardIds && childShardIds.length > 0 ? { childShardIds } : {}),
-        });
+        const written = await retryTransient(ref, () =>
+          leases.checkpoint({
+            shardId: ref.shardId,
+            owner: lease.owner,
+            counter,
+            checkpoint: position,
+            ...(childShardIds && childShardIds.length > 0 ? { childShardIds } : {}),
+          }),
+        );
         counter = written.counter;
         checkpoint = position;
         writes++;

@@ -33,6 +33,8 @@ export interface ProcessRecordsInput {
   handle: string;
   /** The lease the processor's checkpoints are written to. */
   lease: LeaseRef;
+  /** Attempts already made at this batch before this activity (a window that failed on it). @default 0 */
+  priorAttempts?: number;
   /** The durable checkpoint: the lower bound of what the processor may checkpoint. */
   lastCheckpoint?: Checkpoint;
   /** The last record delivered before this batch (the upper bound when this batch is empty). */
@@ -154,7 +156,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
      * for them (fenced on the pin's lease); the outcome reports the last one and the lease counter reached.
      */
     async processRecords(input: ProcessRecordsInput): Promise<ProcessOutcome> {
-      countRetry(input.ref);
+      countRetry(input.ref, input.priorAttempts);
       const cacheExitTime = new Date();
       try {
         return await withHeartbeats(() =>
@@ -184,7 +186,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
               const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
               throw processorFailure(
                 error,
-                `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt},`,
+                `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt + (input.priorAttempts ?? 0)},`,
               );
             }
             await checkpointer.settled();

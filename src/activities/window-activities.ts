@@ -5,13 +5,14 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { BatchSummary, ChildShard, LeaseRef, ShardRef } from '../consumer-types';
+import { CheckpointConflictError } from '../errors';
 import { FailureType } from '../failure-types';
 import { type Checkpoint, type ExtendedSequenceNumber, formatPosition } from '../positions';
 import { advance, type ReadCursor, readCursorOf } from '../shard-cursor';
 import { leaseTableFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
 import { countRetry, shardMetrics } from './metrics';
-import type { OpenLease } from './pin-lease';
+import type { LeaseWriter, OpenLease } from './pin-lease';
 import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 import { atQuietTip, pause, type ReadSettings, type ShardReader } from './shard-reader';
@@ -44,7 +45,7 @@ export interface WindowInput {
 
 /** Why a window ended. */
 export type WindowEnd =
-  'BOUND' | 'QUIET' | 'SHARD_END' | 'STOPPED' | 'EXPIRED_ITERATOR' | 'PROCESSING_FAILED' | 'DRAINING';
+  'BOUND' | 'QUIET' | 'SHARD_END' | 'STOPPED' | 'EXPIRED_ITERATOR' | 'PROCESSING_FAILED' | 'LEASE_LOST' | 'DRAINING';
 
 export interface WindowResult {
   end: WindowEnd;
@@ -90,9 +91,15 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
     const cursor = readCursorOf(remembered?.cursor ?? input.cursor);
     let first = remembered?.firstDone ? undefined : input.first;
     const stop = host.stopSignal(ref, pin);
-    const lease = await openLease(ref, pin, input.lease, cursor.checkpoint).catch((error: unknown) => {
+    let lease: LeaseWriter;
+    try {
+      lease = await openLease(ref, pin, input.lease, cursor.checkpoint);
+    } catch (error) {
+      if (error instanceof CheckpointConflictError) {
+        return { end: 'LEASE_LOST', cursor, counter: input.lease.counter, batches: 0 };
+      }
       throw leaseTableFailure(error, `checkpointing ${ref.shardId}`);
-    });
+    }
     const context = Context.current();
     const startedAt = Date.now();
     let batches = 0;
@@ -154,7 +161,17 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
         }
         const quiet = atQuietTip(batch, input.read.idlePollMs ?? 1_000);
         if (batch.recordCount > 0 || input.keepEmpty) {
-          const outcome = await deliver(input, batch, cursor, lease);
+          let outcome: 'OK' | { error: string };
+          try {
+            outcome = await deliver(input, batch, cursor, lease);
+          } catch (error) {
+            // Another owner took the lease: report where this consumer got to (its last checkpoint) and end.
+            if (error instanceof ApplicationFailure && error.type === FailureType.CheckpointConflict) {
+              return done('LEASE_LOST');
+            }
+            remember();
+            throw error;
+          }
           if (outcome !== 'OK') {
             remember();
             return done('PROCESSING_FAILED', { failed: { batch, error: outcome.error } });
@@ -184,7 +201,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
     input: WindowInput,
     batch: BatchSummary,
     cursor: ReadCursor,
-    lease: Awaited<ReturnType<OpenLease>>,
+    lease: LeaseWriter,
   ): Promise<'OK' | { error: string }> {
     const { ref, pin } = input;
     try {

@@ -4,6 +4,8 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
+import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
+import type { WindowHeartbeat } from '../activities';
 import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { InvalidConfigError, KclError } from '../errors';
 import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
@@ -188,6 +190,35 @@ function progressFromResult(result: ShardConsumerResult): ShardProgress {
   };
 }
 
+/**
+ * A windowed consumer's workflow knows its position as of its last window; the running window reports newer in its
+ * heartbeats (kept by the server with the pending activity: reading them costs no action). The newer of the two.
+ */
+export async function withWindowProgress(
+  client: Client,
+  handle: WorkflowHandle<typeof shardConsumerWorkflow>,
+  progress: ShardProgress,
+): Promise<ShardProgress> {
+  if (progress.execution !== 'windowed') return progress;
+  const description = await handle.describe();
+  const window = description.raw.pendingActivities?.find(
+    (activity) => activity.activityType?.name === 'processWindow' && activity.heartbeatDetails?.payloads?.length,
+  );
+  if (!window) return progress;
+  const [details] = (await decodeArrayFromPayloads(
+    client.workflow.options.loadedDataConverter,
+    window.heartbeatDetails?.payloads,
+  )) as [WindowHeartbeat | undefined];
+  if (!details || details.recordsProcessed < progress.counters.recordsProcessed) return progress;
+  return {
+    ...progress,
+    ...(details.lastProcessed ? { lastProcessed: details.lastProcessed } : {}),
+    ...(details.checkpoint !== undefined ? { checkpoint: details.checkpoint } : {}),
+    ...(details.millisBehindLatest !== undefined ? { millisBehindLatest: details.millisBehindLatest } : {}),
+    counters: { ...progress.counters, recordsProcessed: details.recordsProcessed, batches: details.batches },
+  };
+}
+
 /** The stream consumer's shards and each shard consumer's progress (position, counts, lag). */
 export async function getStreamProgress(
   client: Client,
@@ -208,7 +239,9 @@ export async function getStreamProgress(
           );
           // An ended consumer's result holds its final position: no worker needed to answer.
           shard.progress =
-            shard.state === 'ENDED' ? progressFromResult(await handle.result()) : await handle.query(progressQuery);
+            shard.state === 'ENDED'
+              ? progressFromResult(await handle.result())
+              : await withWindowProgress(client, handle, await handle.query(progressQuery));
         } catch (error) {
           shard.error = error instanceof Error ? error.message : String(error);
         }

@@ -66,8 +66,20 @@ export function checkpointActivities() {
   return proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: CHECKPOINT_RETRY });
 }
 
-function processingRetry(options: ResolvedShardConsumerOptions): RetryPolicy {
-  const { initialIntervalMs, maximumIntervalMs, maximumAttempts } = options.processingRetry;
+/**
+ * Attempts left for a batch after `priorAttempts` (a window's): undefined when unlimited, 0 when none are left.
+ */
+export function processingAttemptsLeft(
+  options: ResolvedShardConsumerOptions,
+  priorAttempts: number,
+): number | undefined {
+  const { maximumAttempts } = options.processingRetry;
+  return maximumAttempts > 0 ? Math.max(0, maximumAttempts - priorAttempts) : undefined;
+}
+
+function processingRetry(options: ResolvedShardConsumerOptions, priorAttempts = 0): RetryPolicy {
+  const { initialIntervalMs, maximumIntervalMs } = options.processingRetry;
+  const maximumAttempts = processingAttemptsLeft(options, priorAttempts) ?? 0;
   return {
     initialInterval: initialIntervalMs,
     backoffCoefficient: 2,
@@ -169,7 +181,12 @@ export function windowActivities(options: ResolvedShardConsumerOptions, workerQu
  * Activities on the worker a shard is pinned to. A worker that is gone shows as a schedule-to-start timeout (nobody
  * polls its queue) or a heartbeat timeout (it died mid-call); the workflow then pins the shard elsewhere.
  */
-export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQueue: string, shardId: string) {
+export function pinnedActivities(
+  options: ResolvedShardConsumerOptions,
+  workerQueue: string,
+  shardId: string,
+  priorAttempts = 0,
+) {
   const common = {
     taskQueue: workerQueue,
     scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
@@ -179,7 +196,7 @@ export function pinnedActivities(options: ResolvedShardConsumerOptions, workerQu
     process: proxyActivities<Activities>({
       ...common,
       startToCloseTimeout: options.processTimeoutMs,
-      retry: onPinnedWorker(processingRetry(options)),
+      retry: onPinnedWorker(processingRetry(options, priorAttempts)),
       summary: `process ${shardId}`,
     }),
     /** Dead-lettering must not give up: the records would be lost. It backs off like the control plane, forever. */

@@ -96,9 +96,9 @@ export class ShardContext {
     if (renewed) c.renewLease = false;
   }
 
-  /** Activities on the worker the shard is pinned to. */
-  pinned(pin: Pin) {
-    return pinnedActivities(this.options, pin.workerQueue, this.ref.shardId);
+  /** Activities on the worker the shard is pinned to (`priorAttempts`: a window already tried the batch). */
+  pinned(pin: Pin, priorAttempts = 0) {
+    return pinnedActivities(this.options, pin.workerQueue, this.ref.shardId, priorAttempts);
   }
 
   /**

@@ -9,6 +9,7 @@ import type { BatchSummary, DeadLetterDestination } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import type { ExtendedSequenceNumber } from '../positions';
 import { advance, type Pin, recordDeadLetter } from '../shard-cursor';
+import { processingAttemptsLeft } from './shard-activities';
 import type { ShardContext } from './shard-context';
 import { classify, Failure, failureMessage } from './shard-failures';
 
@@ -18,17 +19,32 @@ import { classify, Failure, failureMessage } from './shard-failures';
  */
 export type Delivery = 'DELIVERED' | 'RETRY' | 'STOP' | 'ZOMBIE';
 
-/** Processes the batch (if it has records, or empty batches are delivered), and moves the cursor past it. */
-export async function deliver(ctx: ShardContext, p: Pin, batch: BatchSummary): Promise<Delivery> {
+/**
+ * Processes the batch (if it has records, or empty batches are delivered), and moves the cursor past it. `failed`: a
+ * window already tried it once and failed with this error; the retry policy counts that attempt.
+ */
+export async function deliver(
+  ctx: ShardContext,
+  p: Pin,
+  batch: BatchSummary,
+  failed?: { error: string },
+): Promise<Delivery> {
   const c = ctx.c;
+  const priorAttempts = failed ? 1 : 0;
   let deadLettered: { records: number; bytes: number } | undefined;
-  if (batch.recordCount > 0 || ctx.options.callProcessRecordsEvenForEmptyRecordList) {
+  if (failed && processingAttemptsLeft(ctx.options, priorAttempts) === 0) {
+    // The window's attempt was the last one processingRetry allows.
+    const handled = await afterFailure(ctx, p, batch, failed.error);
+    if (typeof handled === 'string') return handled;
+    deadLettered = handled;
+  } else if (batch.recordCount > 0 || ctx.options.callProcessRecordsEvenForEmptyRecordList) {
     try {
-      const outcome = await ctx.pinned(p).process.processRecords({
+      const outcome = await ctx.pinned(p, priorAttempts).process.processRecords({
         ref: ctx.ref,
         pin: p.id,
         handle: batch.handle,
         lease: ctx.lease(),
+        ...(priorAttempts > 0 ? { priorAttempts } : {}),
         ...(c.checkpoint !== undefined ? { lastCheckpoint: c.checkpoint } : {}),
         ...(c.lastProcessed ? { lastProcessed: c.lastProcessed } : {}),
       });

@@ -119,6 +119,8 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
     switch (window.end) {
       case 'SHARD_END':
         return finish(ctx, 'TERMINATE', window.childShards ?? []);
+      case 'LEASE_LOST':
+        return zombie(ctx);
       case 'QUIET':
         c.quietReads = 1;
         break;
@@ -131,7 +133,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
           shardId: ctx.ref.shardId,
           error: failed.error,
         });
-        const delivered = await deliver(ctx, p, failed.batch);
+        const delivered = await deliver(ctx, p, failed.batch, { error: failed.error });
         if (delivered === 'ZOMBIE') return zombie(ctx);
         if (delivered === 'STOP') return finish(ctx, 'REQUESTED');
         if (delivered === 'DELIVERED' && failed.batch.nextIterator === undefined) {

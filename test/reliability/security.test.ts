@@ -135,6 +135,8 @@ describe('security: what never leaks', () => {
             initialPosition: 'TRIM_HORIZON',
             maxRecords: 4,
             maxBatchesPerRun: 3,
+            // windowed: a window per batch, so its runs continue as new as often as per-batch's.
+            windowMaxBatches: 1,
             idleTimeBetweenReadsMs: 200,
           },
         });
