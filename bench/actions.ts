@@ -378,6 +378,8 @@ async function measureExecution(
   // A waiting read may take maxIdleWaitMs (30 s by default) before it ends and costs its actions: a longer window.
   const idleWindowSeconds = quick ? 30 : 120;
   const warmUpSeconds = quick ? 5 : 15;
+  // 64 shards take longer to settle (their first reads, continue-as-new and the worker's caches).
+  const scaleWarmUpSeconds = quick ? 10 : 30;
   const taskQueue = uniqueName('bench-actions');
   const worker = await context.startWorker({
     name: `actions-${execution}`,
@@ -417,7 +419,8 @@ async function measureExecution(
             producer.start();
           }
           const window = spec.kind === 'idle' ? idleWindowSeconds : windowSeconds;
-          cases.push(await measureWindow(context, consumer, execution, spec, producer, warmUpSeconds, window, died));
+          const warmUp = spec.kind === 'scale' ? scaleWarmUpSeconds : warmUpSeconds;
+          cases.push(await measureWindow(context, consumer, execution, spec, producer, warmUp, window, died));
         }
       } finally {
         await producer?.stop();
