@@ -54,6 +54,8 @@ const BUSY_RATES = [50, 500, 2_000] as const;
 const KPL_USER_RECORDS = 10;
 const SCALE_SHARDS = 64;
 const SCALE_RATE = 50;
+/** Mean put → processRecords above this: the consumers did not keep up. */
+const KEEP_UP_LAG_MS = 5_000;
 
 export type ActionsCaseKind = 'idle' | 'busy' | 'scale';
 
@@ -97,6 +99,13 @@ export interface ActionsCase {
   deliveredPerSecPerShard?: number;
   /** put → processRecords, mean over the window's records (ms). */
   lagMeanMs?: number | null;
+  /**
+   * The consumers kept up: delivered ≥ 90% of what was produced in the window, lag mean ≤ 5 s. A worker that falls
+   * behind reads bigger, fewer batches, so its actions per shard-second understate the cost of one that keeps up.
+   */
+  keepsUp?: boolean;
+  /** The producer reached less than 90% of the target rate (the machine or the emulator was the limit). */
+  producerLimited?: boolean;
   actionsPerShardSecond?: number;
   actionsPerShardSecondByType?: Record<string, number>;
   actionsPerShardSecondShardConsumersOnly?: number;
@@ -332,6 +341,8 @@ async function measureWindow(
     producedPerSecPerShard: round(producedInWindow / shardSeconds, 1),
     deliveredPerSecPerShard: round(records / shardSeconds, 1),
     lagMeanMs: records > 0 ? round(lagSum / records, 0) : null,
+    keepsUp: records >= 0.9 * producedInWindow && (records === 0 || lagSum / records <= KEEP_UP_LAG_MS),
+    producerLimited: spec.ratePerShard > 0 && producedInWindow < 0.9 * spec.ratePerShard * shardSeconds,
     actionsPerShardSecond: round(perShardSecond, 4),
     actionsPerShardSecondByType,
     actionsPerShardSecondShardConsumersOnly: round((actions - streamConsumerActions) / shardSeconds, 4),
@@ -354,7 +365,8 @@ async function measureWindow(
       `${result.actionsPerShardSecond} per shard-second [${types}]; ${records} records in ${result.batches} batches ` +
       `(${result.actionsPer1000Records ?? '-'} per 1,000 records, ${result.actionsPerBatch ?? '-'} per batch); ` +
       `produced ${result.producedPerSecPerShard} / delivered ${result.deliveredPerSecPerShard} rec/s per shard, ` +
-      `lag mean ${result.lagMeanMs ?? '-'} ms; target ${result.target.text}: ${result.target.met ? 'met' : 'NOT met'}`,
+      `lag mean ${result.lagMeanMs ?? '-'} ms${result.keepsUp ? '' : ' (DID NOT keep up)'}` +
+      `${result.producerLimited ? ' (producer-limited)' : ''}; target ${result.target.text}: ${result.target.met ? 'met' : 'NOT met'}`,
   );
   return result;
 }

@@ -67,7 +67,9 @@ export function renderActions(result: ActionsResult): string[] {
       dash(c.actionsPerBatch),
       (c.actionsPerShardMonth ?? 0).toLocaleString('en-US'),
       dash(c.shardsPerNamespace),
-      `${c.producedPerSecPerShard} / ${c.deliveredPerSecPerShard} / ${dash(c.lagMeanMs)}`,
+      `${c.producedPerSecPerShard} / ${c.deliveredPerSecPerShard} / ${dash(c.lagMeanMs)}` +
+        (c.keepsUp ? '' : ' (**did not keep up**)') +
+        (c.producerLimited ? ' (producer-limited)' : ''),
       `${c.windowSeconds} s (${c.actions} actions)`,
       `${target.text}: ${dash(target.value)} ${metText(target.met)} (shard consumers only: ${dash(target.valueShardConsumersOnly)} ${metText(target.metShardConsumersOnly)})`,
     ];
@@ -76,7 +78,7 @@ export function renderActions(result: ActionsResult): string[] {
   return [
     '## 6. Temporal actions per shard',
     '',
-    `The Temporal server's own \`action\` counter (Prometheus, \`temporal server start-dev --metrics-port\`; the counter Temporal documents for estimating Temporal Cloud actions), summed over a window after a warm-up, namespace \`${result.namespace}\`. Stream consumer started through the client (default options, TRIM_HORIZON), one worker process, ${result.emulator}; records of ${result.cases[0]?.recordBytes ?? '?'} B; the no-op processor checkpoints every batch. Busy at 2,000 user records/s per shard puts KPL aggregates (a real shard takes at most 1,000 Kinesis records/s). Every action of the namespace counts, the stream consumer's too; "shard consumers only" leaves out the stream consumer's, estimated from its history (one per command event or signal in the window). Per month: × ${SECONDS_PER_MONTH.toLocaleString('en-US')} s. Shards per namespace: how many such shards fit in ${NAMESPACE_ACTIONS_PER_SECOND} actions/s (Temporal Cloud's default namespace limit).`,
+    `The Temporal server's own \`action\` counter (Prometheus, \`temporal server start-dev --metrics-port\`; the counter Temporal documents for estimating Temporal Cloud actions), summed over a window after a warm-up, namespace \`${result.namespace}\`. Stream consumer started through the client (default options, TRIM_HORIZON), one worker process, ${result.emulator}; records of ${result.cases[0]?.recordBytes ?? '?'} B; the no-op processor checkpoints every batch. Busy at 2,000 user records/s per shard puts KPL aggregates (a real shard takes at most 1,000 Kinesis records/s). Every action of the namespace counts, the stream consumer's too; "shard consumers only" leaves out the stream consumer's, estimated from its history (one per command event or signal in the window). The producer puts every 100 ms. A case that did not keep up (delivered < 90% of produced, or lag mean > 5 s) read bigger, fewer batches than a worker that keeps up would: its actions understate the cost; producer-limited = the producer reached < 90% of its rate (a loaded machine). Per month: × ${SECONDS_PER_MONTH.toLocaleString('en-US')} s. Shards per namespace: how many such shards fit in ${NAMESPACE_ACTIONS_PER_SECOND} actions/s (Temporal Cloud's default namespace limit).`,
     '',
     table(
       [
