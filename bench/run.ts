@@ -73,7 +73,7 @@ function parseArgs(argv: string[]): Args {
     } else if (arg === '--help' || arg === '-h') {
       console.log(
         'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu] [--out dir]\n' +
-          '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check, < 2 min)\n' +
+          '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
           '  --out    where latest.md and latest.json go (default bench/results)\n' +
           '  --cases <regex>        only the throughput cases whose name matches (debugging)\n' +

@@ -102,7 +102,7 @@ export function renderActions(result: ActionsResult): string[] {
     '',
     `Targets: idle ≤ ${ACTION_TARGETS.idleActionsPerShardSecond} actions per shard-second in both executions; busy ≤ ${ACTION_TARGETS.windowedBusyActionsPerShardSecond} actions per shard-second in \`windowed\`; ≤ ${ACTION_TARGETS.perBatchActionsPerBatch} actions per batch in \`per-batch\`.` +
       (scale.length > 0
-        ? ` Scale: ${scale.map((c) => `${c.execution}: ${c.shards} shards on one worker cost ${round(c.actions! / c.windowSeconds!, 1)} actions/s in total, so about **${dash(c.shardsPerNamespace)} shards** fit in a ${NAMESPACE_ACTIONS_PER_SECOND} actions/s namespace`).join('; ')}.`
+        ? ` Scale: ${scale.map((c) => `${c.execution}: ${c.shards} shards on one worker cost ${round(c.actions! / c.windowSeconds!, 1)} actions/s in total, so about **${dash(c.shardsPerNamespace)} shards** fit in a ${NAMESPACE_ACTIONS_PER_SECOND} actions/s namespace${c.keepsUp ? '' : ' (but the worker did not keep up: a worker that does reads more, smaller batches and costs more)'}`).join('; ')}.`
         : ''),
     '',
   ];
