@@ -19,6 +19,7 @@ import { temporal } from '@temporalio/proto';
 import { createKinesisClient } from '../src/aws/clients';
 import { startStreamConsumer } from '../src/client/consumers';
 import { defaultTableName } from '../src/ids';
+import { validateShardConsumerOptions } from '../src/options';
 import { EmulatorChild, type WorkerChild } from './lib/children';
 import type { BenchContext } from './lib/context';
 import {
@@ -149,6 +150,15 @@ const CASES: CaseSpec[] = [
     userRecordsPerKinesisRecord: 1,
   },
 ];
+
+/** The default `maxIdleWaitMs` of this build's shard options; undefined in a build without it. */
+function defaultMaxIdleWaitMs(): number | undefined {
+  const validation = validateShardConsumerOptions({});
+  if (!validation.ok) return undefined;
+  // Typed loosely on purpose: builds before issue 9 have no maxIdleWaitMs.
+  const value = (validation.options as { maxIdleWaitMs?: unknown }).maxIdleWaitMs;
+  return typeof value === 'number' ? value : undefined;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -387,9 +397,12 @@ async function measureExecution(
   }
   const { quick } = context.settings;
   const windowSeconds = quick ? 15 : 60;
-  // A waiting read may take maxIdleWaitMs (30 s by default) before it ends and costs its actions: a longer window.
-  const idleWindowSeconds = quick ? 30 : 120;
   const warmUpSeconds = quick ? 5 : 15;
+  // A quiet shard's read waits longer and longer for records (2 s, 4 s, ... up to maxIdleWaitMs): idle is steady only
+  // after the waits reached maxIdleWaitMs, and then costs its actions once per maxIdleWaitMs per shard.
+  const maxIdleWaitSeconds = (defaultMaxIdleWaitMs() ?? 0) / 1_000;
+  const idleWarmUpSeconds = Math.max(warmUpSeconds, 2 * maxIdleWaitSeconds);
+  const idleWindowSeconds = Math.max(quick ? 30 : 120, (quick ? 2 : 4) * maxIdleWaitSeconds);
   // 64 shards take longer to settle (their first reads, continue-as-new and the worker's caches).
   const scaleWarmUpSeconds = quick ? 10 : 30;
   const taskQueue = uniqueName('bench-actions');
@@ -431,7 +444,8 @@ async function measureExecution(
             producer.start();
           }
           const window = spec.kind === 'idle' ? idleWindowSeconds : windowSeconds;
-          const warmUp = spec.kind === 'scale' ? scaleWarmUpSeconds : warmUpSeconds;
+          const warmUp =
+            spec.kind === 'scale' ? scaleWarmUpSeconds : spec.kind === 'idle' ? idleWarmUpSeconds : warmUpSeconds;
           cases.push(await measureWindow(context, consumer, execution, spec, producer, warmUp, window, died));
         }
       } finally {
