@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost]`: measures temporal-kcl on the local
+ * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu]`: measures temporal-kcl on the local
  * stack and writes bench/results/latest.md and latest.json.
  *
  * It starts its own stack (Temporal dev server, headless; kinesalite and dynalite in this process) and its own worker
@@ -10,17 +10,21 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { type DevStack, startDevStack } from '../src/dev/dev-stack';
+import { getFreePort } from '../src/dev/net';
 import { workflowBundle } from '../test/helpers/bundle';
+import { measureActions } from './actions';
 import { measureCost } from './cost';
+import { measureCpu } from './cpu';
 import { measureFailover } from './failover';
 import { measureLatency } from './latency';
 import { killAllChildren } from './lib/children';
 import { type BenchContext, createBenchContext } from './lib/context';
+import { type Execution, parseExecutions } from './lib/executions';
 import { machineInfo, type BenchReport, renderMarkdown } from './lib/report';
 import { measureScale } from './scale';
 import { measureThroughput } from './throughput';
 
-const MEASUREMENTS = ['throughput', 'scale', 'latency', 'failover', 'cost'] as const;
+const MEASUREMENTS = ['throughput', 'scale', 'latency', 'failover', 'cost', 'actions', 'cpu'] as const;
 type Measurement = (typeof MEASUREMENTS)[number];
 
 interface Args {
@@ -30,6 +34,7 @@ interface Args {
   scalePoints?: number[];
   failoverTrials?: number;
   failoverSets?: string[];
+  executions?: Execution[];
   only: Measurement[];
   outDir: string;
 }
@@ -49,6 +54,7 @@ function parseArgs(argv: string[]): Args {
     } else if (arg === '--out') args.outDir = resolve(argv[++i] ?? '');
     else if (arg === '--cases') args.cases = new RegExp(argv[++i] ?? '', 'i');
     else if (arg === '--failover-sets') args.failoverSets = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (arg === '--executions') args.executions = parseExecutions(argv[++i] ?? '');
     else if (arg === '--failover-trials') {
       args.failoverTrials = Number(argv[++i]);
       if (!Number.isInteger(args.failoverTrials) || args.failoverTrials < 1) {
@@ -66,8 +72,8 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost] [--out dir]\n' +
-          '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check, < 2 min)\n' +
+        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu] [--out dir]\n' +
+          '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
           '  --out    where latest.md and latest.json go (default bench/results)\n' +
           '  --cases <regex>        only the throughput cases whose name matches (debugging)\n' +
@@ -76,7 +82,9 @@ function parseArgs(argv: string[]): Args {
           '  --failover-trials <n>  failover trials per settings (default 6, quick 2)\n' +
           '  --failover-sets <list> failover settings by name: library defaults, relaxed, aggressive, fast, timeouts only,\n' +
           '                         conservative, long-history (default: library defaults,relaxed, and in a full run\n' +
-          '                         long-history)',
+          '                         long-history)\n' +
+          '  --executions <list>    shard consumer executions the actions and cpu measurements run (default\n' +
+          '                         per-batch,windowed; one this build does not have is reported as not available)',
       );
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
@@ -129,6 +137,8 @@ async function main(): Promise<number> {
     stack = await startDevStack({
       temporal: {
         headless: true,
+        // The `action` counter the actions measurement reads.
+        metricsPort: await getFreePort(),
         // BENCH_TEMPORAL_DYNAMIC_CONFIG='{"key": value}': dev-server dynamic config, for experiments.
         ...(process.env.BENCH_TEMPORAL_DYNAMIC_CONFIG
           ? { dynamicConfig: JSON.parse(process.env.BENCH_TEMPORAL_DYNAMIC_CONFIG) as Record<string, unknown> }
@@ -147,6 +157,7 @@ async function main(): Promise<number> {
         ...(args.scalePoints ? { scalePoints: args.scalePoints } : {}),
         ...(args.failoverTrials ? { failoverTrials: args.failoverTrials } : {}),
         ...(args.failoverSets ? { failoverSets: args.failoverSets } : {}),
+        ...(args.executions ? { executions: args.executions } : {}),
       },
       log,
     );
@@ -159,6 +170,7 @@ async function main(): Promise<number> {
       measurements: args.only.join(', '),
       ...(args.cases ? { throughputCases: String(args.cases) } : {}),
       ...(args.repetitions ? { throughputRepetitions: args.repetitions } : {}),
+      ...(args.executions ? { executions: args.executions.join(', ') } : {}),
       logDir,
     };
     log(`stack ready (emulator ${stack.kinesisEmulator}); logs in ${logDir}`);
@@ -169,6 +181,8 @@ async function main(): Promise<number> {
       latency: measureLatency,
       failover: measureFailover,
       cost: measureCost,
+      actions: measureActions,
+      cpu: measureCpu,
     };
     for (const name of args.only) {
       const measureStarted = Date.now();

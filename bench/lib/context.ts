@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { createDynamoDbClient, createKinesisClient } from '../../src/aws/clients';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import type { DevStack } from '../../src/dev/dev-stack';
+import type { Execution } from './executions';
 import { type ProcessorMode, type StackEndpoints } from './protocol';
 import { WorkerChild } from './children';
 import { uniqueName } from './kinesis';
@@ -24,6 +25,8 @@ export interface BenchSettings {
   failoverTrials?: number;
   /** Names (prefixes) of the failover settings to measure instead of the library defaults and the relaxed settings. */
   failoverSets?: string[];
+  /** Executions the actions and cpu measurements run (default: per-batch and windowed). */
+  executions?: Execution[];
 }
 
 export interface BenchContext {

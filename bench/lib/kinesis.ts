@@ -173,16 +173,31 @@ export async function prefill(
   return { userRecords, userBytes: userRecords * payload.userRecordBytes };
 }
 
+/** Partition keys whose MD5 hash key lies in the shard's range (so de-aggregation keeps their user records). */
+function partitionKeysIn(shard: BenchShard, count: number): string[] {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < count && i < 1_000_000; i++) {
+    const partitionKey = `pk-${shard.shardId}-${i}`;
+    if (inHashKeyRange({ partitionKey }, shard.hashKeyRange)) keys.push(partitionKey);
+  }
+  if (keys.length === 0) throw new Error(`no partition key found for the hash key range of ${shard.shardId}`);
+  return keys;
+}
+
 /**
- * Puts `ratePerShard` records per second on every shard (spread by explicit hash key), in ticks of `tickMs`, until
- * stopped. A tick that runs late is caught up by the next, so the rate holds as long as the emulator keeps up.
+ * Puts `ratePerShard` (user) records per second on every shard (spread by explicit hash key), in ticks of `tickMs`,
+ * until stopped. A tick that runs late is caught up by the next, so the rate holds as long as the emulator keeps up.
+ * With `userRecordsPerRecord` > 1 every Kinesis record is a KPL aggregate of that many user records (partition keys that
+ * hash into the shard), as a producer beyond a real shard's 1,000 Kinesis records/s would send them.
  */
 export class RateProducer {
+  /** User records produced. */
   produced = 0;
   startedAt = 0;
   stoppedAt = 0;
   private running = false;
   private loop: Promise<void> | undefined;
+  private readonly keys: Map<string, string[]>;
 
   constructor(
     private readonly kinesis: KinesisClient,
@@ -191,7 +206,12 @@ export class RateProducer {
     private readonly ratePerShard: number,
     private readonly recordBytes: number,
     private readonly tickMs = 100,
-  ) {}
+    private readonly userRecordsPerRecord = 1,
+  ) {
+    this.keys = new Map(
+      userRecordsPerRecord > 1 ? shards.map((shard) => [shard.shardId, partitionKeysIn(shard, 32)]) : [],
+    );
+  }
 
   start(): void {
     this.running = true;
@@ -206,20 +226,36 @@ export class RateProducer {
     this.stoppedAt = Date.now();
   }
 
-  /** Records per second actually produced, all shards together. */
+  /** User records per second actually produced, all shards together. */
   get achievedRate(): number {
     const end = this.stoppedAt || Date.now();
     return this.produced / Math.max(0.001, (end - this.startedAt) / 1000);
   }
 
+  private entry(shard: BenchShard, n: number): PutRecordsRequestEntry {
+    const data = timedData(this.recordBytes);
+    const ExplicitHashKey = shard.hashKeyRange.startingHashKey;
+    if (this.userRecordsPerRecord <= 1) return { PartitionKey: 'pk', ExplicitHashKey, Data: data };
+    const keys = this.keys.get(shard.shardId)!;
+    const built = aggregate(
+      Array.from({ length: this.userRecordsPerRecord }, (_, i) => ({
+        partitionKey: keys[(n * this.userRecordsPerRecord + i) % keys.length]!,
+        data,
+      })),
+    );
+    return { PartitionKey: built.partitionKey, ExplicitHashKey, Data: built.data };
+  }
+
   private async run(): Promise<void> {
+    // Kinesis records per second per shard.
+    const rate = this.ratePerShard / Math.max(1, this.userRecordsPerRecord);
     let sentPerShard = 0;
     while (this.running) {
       const tickStarted = Date.now();
-      let duePerShard = Math.floor(((tickStarted - this.startedAt) / 1000) * this.ratePerShard) - sentPerShard;
+      let duePerShard = Math.floor(((tickStarted - this.startedAt) / 1000) * rate) - sentPerShard;
       // A producer that fell behind (the emulator is saturated) catches up at most three ticks' worth at a time and
       // gives the rest up, so the achieved rate shows the shortfall instead of one huge late put.
-      const maxPerTick = Math.max(1, Math.ceil((3 * this.ratePerShard * this.tickMs) / 1000));
+      const maxPerTick = Math.max(1, Math.ceil((3 * rate * this.tickMs) / 1000));
       if (duePerShard > maxPerTick) {
         sentPerShard += duePerShard - maxPerTick;
         duePerShard = maxPerTick;
@@ -227,18 +263,11 @@ export class RateProducer {
       if (duePerShard > 0) {
         const entries: PutRecordsRequestEntry[] = [];
         for (let i = 0; i < duePerShard; i++) {
-          const data = timedData(this.recordBytes);
-          for (const shard of this.shards) {
-            entries.push({
-              PartitionKey: 'pk',
-              ExplicitHashKey: shard.hashKeyRange.startingHashKey,
-              Data: data,
-            });
-          }
+          for (const shard of this.shards) entries.push(this.entry(shard, sentPerShard + i));
         }
         await putAll(this.kinesis, this.streamName, entries, 4);
         sentPerShard += duePerShard;
-        this.produced += entries.length;
+        this.produced += entries.length * Math.max(1, this.userRecordsPerRecord);
       }
       const wait = this.tickMs - (Date.now() - tickStarted);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));

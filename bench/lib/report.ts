@@ -2,11 +2,14 @@
  * The benchmark's report: machine info, every measurement's figures (JSON) and a markdown rendering of them.
  */
 import { cpus, loadavg } from 'node:os';
+import type { ActionsResult } from '../actions';
 import type { CostResult } from '../cost';
+import type { CpuResult } from '../cpu';
 import type { FailoverResult } from '../failover';
 import type { LatencyResult } from '../latency';
 import type { ScalePoint } from '../scale';
 import type { ThroughputResult } from '../throughput';
+import { renderActions, renderCpu } from './report-actions';
 
 export interface MachineInfo {
   cores: number;
@@ -29,6 +32,8 @@ export interface BenchReport {
   latency?: LatencyResult[];
   failover?: FailoverResult[];
   cost?: CostResult;
+  actions?: ActionsResult;
+  cpu?: CpuResult;
   failures: { measurement: string; error: string }[];
 }
 
@@ -293,6 +298,9 @@ export function renderMarkdown(report: BenchReport): string {
       '',
     );
   }
+
+  if (report.actions) out.push(...renderActions(report.actions));
+  if (report.cpu) out.push(...renderCpu(report.cpu));
 
   if (report.failures.length > 0) {
     out.push('## Failures', '', ...report.failures.map((f) => `- ${f.measurement}: \`${f.error.split('\n')[0]}\``), '');

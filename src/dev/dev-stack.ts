@@ -33,6 +33,11 @@ export interface DevStackOptions {
     uiCodecEndpoint?: string;
     /** Extra `--dynamic-config-value KEY=JSON` settings. @default none */
     dynamicConfig?: Record<string, unknown>;
+    /**
+     * Serve the server's Prometheus metrics (e.g. the `action` counter) on this port at `/metrics`
+     * (`--metrics-port`). @default none (no metrics endpoint)
+     */
+    metricsPort?: number;
   };
   kinesis?: {
     /** @default a free port */
@@ -64,7 +69,15 @@ export interface DevStackOptions {
 }
 
 export interface DevStack {
-  temporal: { address: string; namespace: string; uiUrl: string | undefined };
+  temporal: {
+    address: string;
+    namespace: string;
+    uiUrl: string | undefined;
+    /** `http://127.0.0.1:<metricsPort>/metrics` when `metricsPort` was given. */
+    metricsUrl: string | undefined;
+    /** The dev server's process id (to measure it); undefined when the SDK runs a downloaded server. */
+    pid: number | undefined;
+  };
   kinesisEndpoint: string;
   kinesisEmulator: KinesisEmulator;
   dynamoDbEndpoint: string;
@@ -111,6 +124,8 @@ async function startTemporal(
   const cli = await resolveTemporalCli({ build: provision, log });
   const address = `127.0.0.1:${port}`;
   const uiUrl = uiPort === undefined ? undefined : `http://127.0.0.1:${uiPort}`;
+  const metricsArgs = options.metricsPort === undefined ? [] : ['--metrics-port', String(options.metricsPort)];
+  const metricsUrl = options.metricsPort === undefined ? undefined : `http://127.0.0.1:${options.metricsPort}/metrics`;
 
   if (cli.path === undefined) {
     // No Go toolchain: let the SDK download a dev server (needs internet). @temporalio/testing is loaded lazily.
@@ -123,10 +138,11 @@ async function startTemporal(
         ...(uiPort === undefined ? {} : { ui: true, uiPort }),
         ...(options.dbFilename ? { dbFilename: options.dbFilename } : {}),
         searchAttributes: [...KCL_SEARCH_ATTRIBUTES],
+        ...(metricsArgs.length > 0 ? { extraArgs: metricsArgs } : {}),
       },
     });
     started.push({ name: 'temporal (SDK download)', stop: () => env.teardown() });
-    return { address: env.address, namespace, uiUrl };
+    return { address: env.address, namespace, uiUrl, metricsUrl, pid: undefined };
   }
 
   const args = [
@@ -147,6 +163,7 @@ async function startTemporal(
       '--dynamic-config-value',
       `${key}=${JSON.stringify(value)}`,
     ]),
+    ...metricsArgs,
   ];
   if (uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
@@ -180,6 +197,18 @@ async function startTemporal(
     } finally {
       await connection.close();
     }
+    if (metricsUrl) {
+      await waitUntil(
+        'temporal metrics',
+        async () => {
+          const response = await fetch(metricsUrl);
+          if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          await response.text();
+        },
+        60_000,
+        200,
+      );
+    }
     if (uiUrl) {
       await waitUntil(
         'temporal web UI',
@@ -199,7 +228,7 @@ async function startTemporal(
   } finally {
     exitedEarly.catch(() => undefined);
   }
-  return { address, namespace, uiUrl };
+  return { address, namespace, uiUrl, metricsUrl, pid: server.pid };
 }
 
 async function startKinesis(
