@@ -38,7 +38,11 @@ export interface FailoverSettings {
   name: string;
   shardOptions: Pick<
     ShardConsumerOptions,
-    'heartbeatTimeoutMs' | 'workerScheduleToStartTimeoutMs' | 'maxBatchesPerRun'
+    | 'heartbeatTimeoutMs'
+    | 'workerScheduleToStartTimeoutMs'
+    | 'maxBatchesPerRun'
+    | 'execution'
+    | 'windowHeartbeatTimeoutMs'
   >;
   /** createKclWorker's stickyQueueScheduleToStartTimeoutMs; undefined: the library default (500). */
   stickyQueueScheduleToStartTimeoutMs?: number;
@@ -71,9 +75,25 @@ export const RELAXED_SETTINGS: FailoverSettings = {
   workflowTaskTimeout: '10s',
 };
 
+/**
+ * The `windowed` execution at its defaults: a dead worker is noticed by the window's heartbeat timeout (10 s; heartbeats
+ * every 7.5 s), the cost of its ~0.15 actions per busy shard-second.
+ */
+export const WINDOWED_SETTINGS: FailoverSettings = {
+  name: 'windowed (library defaults)',
+  shardOptions: { execution: 'windowed' },
+  workflowTaskTimeout: DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+};
+
 /** Other candidates, for exploring (`--failover-sets`). */
 export const CANDIDATE_SETTINGS: FailoverSettings[] = [
   DEFAULT_SETTINGS,
+  WINDOWED_SETTINGS,
+  {
+    name: 'windowed, 4 s window heartbeat timeout',
+    shardOptions: { execution: 'windowed', windowHeartbeatTimeoutMs: 4_000 },
+    workflowTaskTimeout: DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+  },
   RELAXED_SETTINGS,
   {
     name: 'aggressive',
@@ -304,7 +324,7 @@ export async function measureFailover(context: BenchContext): Promise<FailoverRe
   const names = context.settings.failoverSets;
   const sets = names
     ? CANDIDATE_SETTINGS.filter((candidate) => names.some((name) => candidate.name.startsWith(name)))
-    : [DEFAULT_SETTINGS, RELAXED_SETTINGS];
+    : [DEFAULT_SETTINGS, WINDOWED_SETTINGS, RELAXED_SETTINGS];
   const results: FailoverResult[] = [];
   for (const settings of sets) {
     results.push(await measureSettings(context, settings, { name: '', trials, rate: RATE }));

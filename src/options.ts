@@ -33,6 +33,12 @@ export const Execution = {
 } as const;
 export type Execution = (typeof Execution)[keyof typeof Execution];
 
+/**
+ * How often a stream consumer lists its stream's shards (children are started as soon as their parent's consumer reports
+ * them; the listing is a safety net). As KCL's shardSyncIntervalMillis.
+ */
+export const DEFAULT_SHARD_SYNC_INTERVAL_MS = 60_000;
+
 /** What happens to a batch whose processing still fails after `processingRetry.maximumAttempts`. */
 export const FailureAction = {
   /** Keep the shard where it is: the consumer waits (state HALTED) until a `retryHalted` signal, nothing is skipped. */

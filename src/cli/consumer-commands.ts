@@ -81,7 +81,7 @@ export function startCommand(): Command {
     .option('--processor <name>', 'name of the processor factory registered on the workers', 'default')
     .option('--max-records <n>', 'most records per GetRecords call (1-10000)', parseInteger(1, 10_000))
     .option('--table <name>', 'lease table (default: the application name)')
-    .option('--shard-sync-interval <duration>', 'how often new shards are looked for (e.g. 10s)', parseDuration)
+    .option('--shard-sync-interval <duration>', 'how often new shards are looked for (default 60s; children start as soon as their parent ends)', parseDuration)
     .option(
       '--no-search-attributes',
       'do not tag workflows with KclApplication/KclStream/KclShard (for clusters without them)',

@@ -25,6 +25,7 @@ import type { ChildShard, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { defaultTableName, shardConsumerWorkflowId } from '../ids';
 import {
+  DEFAULT_SHARD_SYNC_INTERVAL_MS,
   DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
   type ShardConsumerOptions,
   streamConsumerSettingsProblems,
@@ -61,8 +62,8 @@ export interface StreamConsumerInput {
   shardOptions?: ShardConsumerOptions;
   /**
    * How often the stream's shards are listed to find new ones (children are also started as soon as their parent's
-   * consumer reports them).
-   * @default 10000
+   * consumer reports them, so this is a safety net). Each listing is a timer and an activity: two Temporal actions.
+   * @default 60000 (as KCL's shardSyncIntervalMillis)
    */
   shardSyncIntervalMs?: number;
   /**
@@ -133,7 +134,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   const tableName = input.tableName ?? defaultTableName(applicationName);
   const problems = streamConsumerSettingsProblems({ ...input, tableName });
   if (problems.length > 0) throw invalid(problems.join('; '));
-  const syncIntervalMs = input.shardSyncIntervalMs ?? 10_000;
+  const syncIntervalMs = input.shardSyncIntervalMs ?? DEFAULT_SHARD_SYNC_INTERVAL_MS;
   const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
   const maxEventsPerRun = input.maxHistoryEventsPerRun ?? 20_000;
   const info = workflowInfo();
