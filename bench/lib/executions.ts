@@ -25,7 +25,7 @@ export function parseExecutions(list: string): Execution[] {
  */
 export function executionOptions(execution: Execution): ShardConsumerOptions {
   // Typed loosely on purpose: builds before issue 9 have no `execution` in ShardConsumerOptions.
-  return execution === 'per-batch' ? {} : ({ execution } as ShardConsumerOptions);
+  return execution === 'per-batch' ? {} : ({ execution });
 }
 
 /** The error a build without the option gives: "unknown option(s): execution". */
