@@ -16,6 +16,8 @@ interface HostedProcessor {
   /** Outcome of the batches this instance completed recently, so a retried attempt does not deliver a batch twice. */
   completed: Map<string, unknown>;
   lastUsed: number;
+  /** Its `shutdown` has been called: it gets no second one (eviction after a shutdown only forgets it). */
+  shutDown?: boolean;
 }
 
 /** Why the host refuses a call; the activities turn these into typed failures. */
@@ -159,14 +161,19 @@ export class ProcessorHost {
     });
   }
 
-  /** Calls the processor's shutdown and forgets the instance. */
+  /**
+   * Calls the processor's shutdown and forgets the instance, unless a newer pin's instance has taken its place meanwhile
+   * (the same identity check eviction makes).
+   */
   async shutdown(ref: ShardRef, pin: string, input: ShutdownInput): Promise<void> {
     const hosted = this.lookup(ref, pin);
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready;
+      if (hosted.shutDown) return;
+      hosted.shutDown = true;
       await processor.shutdown?.(input);
     });
-    this.instances.delete(shardKey(ref));
+    this.forget(shardKey(ref), hosted);
   }
 
   /** True if this worker holds the shard's processor under this pin. */
@@ -196,11 +203,18 @@ export class ProcessorHost {
   }
 
   private async evict(key: string, hosted: HostedProcessor): Promise<void> {
-    if (this.instances.get(key) === hosted) this.instances.delete(key);
+    this.forget(key, hosted);
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready.catch(() => undefined);
-      await processor?.shutdown?.({ reason: 'ZOMBIE' });
+      if (!processor || hosted.shutDown) return;
+      hosted.shutDown = true;
+      await processor.shutdown?.({ reason: 'ZOMBIE' });
     });
+  }
+
+  /** Removes the instance under `key` only if it is still this one (a newer pin's instance stays). */
+  private forget(key: string, hosted: HostedProcessor): void {
+    if (this.instances.get(key) === hosted) this.instances.delete(key);
   }
 
   private lookup(ref: ShardRef, pin: string): HostedProcessor {

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ProcessorHost } from '../../src/activities/processor-host';
+import type { ShardRef } from '../../src/consumer-types';
+import type { RecordProcessorFactory, ShutdownReason } from '../../src/record-processor';
+
+const ref: ShardRef = { applicationName: 'app', streamName: 'stream', shardId: 'shardId-000000000000' };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A factory whose instances are numbered; the first instance's shutdown waits until `releaseFirstShutdown` is called. */
+function slowFirstShutdown() {
+  const shutdowns: { instance: number; reason: ShutdownReason }[] = [];
+  let instances = 0;
+  let releaseFirstShutdown!: () => void;
+  const firstShutdownReleased = new Promise<void>((resolve) => (releaseFirstShutdown = resolve));
+  const factory: RecordProcessorFactory = () => {
+    const instance = ++instances;
+    return {
+      processRecords: async () => undefined,
+      async shutdown(input) {
+        if (instance === 1) await firstShutdownReleased;
+        shutdowns.push({ instance, reason: input.reason });
+      },
+    };
+  };
+  return { factory, shutdowns, releaseFirstShutdown };
+}
+
+describe('ProcessorHost: removing an instance', () => {
+  test('shutdown of an older pin does not drop the instance of a newer pin', async () => {
+    const { factory, releaseFirstShutdown } = slowFirstShutdown();
+    const host = new ProcessorHost({ p: factory });
+    await host.initialize({ ref, processorName: 'p', pin: 'owner/1', startingPosition: 'TRIM_HORIZON' });
+
+    // The shutdown of pin 1 is under way (its processor's shutdown is slow) ...
+    const shutdown = host.shutdown(ref, 'owner/1', { reason: 'ZOMBIE' });
+    await sleep(20);
+    // ... meanwhile pin 1 is evicted (idle) and the shard is pinned here again, as pin 2.
+    // (Eviction waits for the running shutdown before it calls the processor; it takes the instance off at once.)
+    const evicted = host.evictIdle(5);
+    await host.initialize({ ref, processorName: 'p', pin: 'owner/2', startingPosition: 'TRIM_HORIZON' });
+    assert.equal(host.holds(ref, 'owner/2'), true);
+
+    releaseFirstShutdown();
+    await Promise.all([shutdown, evicted]);
+    assert.equal(host.holds(ref, 'owner/2'), true, 'the newer pin still holds the shard after the older one shut down');
+    assert.equal(host.size, 1);
+  });
+
+  test('an instance shut down is not shut down again when it is evicted', async () => {
+    const { factory, shutdowns, releaseFirstShutdown } = slowFirstShutdown();
+    const host = new ProcessorHost({ p: factory });
+    await host.initialize({ ref, processorName: 'p', pin: 'owner/1', startingPosition: 'TRIM_HORIZON' });
+    const shutdown = host.shutdown(ref, 'owner/1', { reason: 'ZOMBIE' });
+    await sleep(20);
+    // A new pin arrives while the old one shuts down: initialize evicts the old instance, after its shutdown.
+    const initialized = host.initialize({ ref, processorName: 'p', pin: 'owner/2', startingPosition: 'TRIM_HORIZON' });
+    releaseFirstShutdown();
+    await Promise.all([shutdown, initialized]);
+    assert.deepEqual(
+      shutdowns.filter((s) => s.instance === 1),
+      [{ instance: 1, reason: 'ZOMBIE' }],
+      'instance 1 gets exactly one shutdown call',
+    );
+    assert.equal(host.holds(ref, 'owner/2'), true);
+  });
+});
