@@ -16,7 +16,8 @@ interface HostedProcessor {
   /** Outcome of the batches this instance completed recently, so a retried attempt does not deliver a batch twice. */
   completed: Map<string, unknown>;
   lastUsed: number;
-  /** Its `shutdown` has been called: it gets no second one (eviction after a shutdown only forgets it). */
+  /** Its `shutdown` has completed: it gets no second one (eviction after a shutdown only forgets it). A shutdown that
+   * threw may be called again (a retried attempt). */
   shutDown?: boolean;
 }
 
@@ -170,8 +171,8 @@ export class ProcessorHost {
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready;
       if (hosted.shutDown) return;
-      hosted.shutDown = true;
       await processor.shutdown?.(input);
+      hosted.shutDown = true;
     });
     this.forget(shardKey(ref), hosted);
   }
@@ -207,8 +208,8 @@ export class ProcessorHost {
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready.catch(() => undefined);
       if (!processor || hosted.shutDown) return;
-      hosted.shutDown = true;
       await processor.shutdown?.({ reason: 'ZOMBIE' });
+      hosted.shutDown = true;
     });
   }
 

@@ -64,4 +64,22 @@ describe('ProcessorHost: removing an instance', () => {
     );
     assert.equal(host.holds(ref, 'owner/2'), true);
   });
+
+  test('a shutdown that threw is called again when the attempt is retried', async () => {
+    let calls = 0;
+    const host = new ProcessorHost({
+      p: () => ({
+        processRecords: async () => undefined,
+        shutdown: () => {
+          calls++;
+          if (calls === 1) throw new Error('transient');
+        },
+      }),
+    });
+    await host.initialize({ ref, processorName: 'p', pin: 'owner/1', startingPosition: 'TRIM_HORIZON' });
+    await assert.rejects(host.shutdown(ref, 'owner/1', { reason: 'ZOMBIE' }), /transient/);
+    await host.shutdown(ref, 'owner/1', { reason: 'ZOMBIE' });
+    assert.equal(calls, 2);
+    assert.equal(host.size, 0);
+  });
 });
