@@ -10,7 +10,8 @@ import type { Checkpointer, KinesisRecord } from '../record-processor';
 
 /**
  * The checkpointer a processor gets. It records the position the processor asks for, after checking it lies in
- * (last checkpoint, last delivered record]; the workflow makes it durable (a fenced write to the lease table) before the
+ * (last checkpoint, last delivered record]; the last checkpoint itself is accepted and changes nothing (as Java KCL's
+ * checkpointer does). The workflow makes it durable (a fenced write to the lease table) before the
  * next batch is delivered or the consumer ends.
  */
 export class RangeCheckpointer implements Checkpointer {
@@ -51,6 +52,8 @@ export class RangeCheckpointer implements Checkpointer {
       return;
     }
     const position = this.resolve(target, subSequenceNumber);
+    // The last checkpoint (or the position already asked for) again: accepted, nothing to write, as in Java KCL.
+    if (lower && comparePositions(position, lower) === 0) return;
     const afterLower = lower === undefined || comparePositions(position, lower) > 0;
     const withinDelivered = this.lastDelivered !== undefined && comparePositions(position, this.lastDelivered) <= 0;
     if (!afterLower || !withinDelivered) {
