@@ -2,7 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import type { ShardDescription } from '../consumer-types';
+import type { ChildShard, ShardConsumerResult, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { SentinelCheckpoint } from '../positions';
 import { kinesisFailure, leaseTableFailure } from './aws-failures';
@@ -23,6 +23,58 @@ export interface DiscoveredShards {
   lastShardId?: string;
   /** Shards listed, ended ones included. */
   listed: number;
+}
+
+/** A shard consumer that is not running, and how it ended. */
+export interface ClosedShardConsumer {
+  workflowId: string;
+  /** Its result's reason, or how it closed without one; NOT_FOUND if it never existed. */
+  reason: ShardConsumerResult['reason'] | 'FAILED' | 'TERMINATED' | 'TIMED_OUT' | 'CANCELLED' | 'NOT_FOUND';
+  /** The failure's message, for a consumer that closed without a result. */
+  message?: string;
+  childShards?: ChildShard[];
+}
+
+/** Shard consumers described at once by the audit. */
+const DESCRIBE_CONCURRENCY = 20;
+
+function innermostMessage(error: unknown): string {
+  let message = error instanceof Error ? error.message : String(error);
+  let cause: unknown = error instanceof Error ? error.cause : undefined;
+  for (let depth = 0; cause instanceof Error && depth < 10; depth++) {
+    if (cause.message) message = cause.message;
+    cause = cause.cause;
+  }
+  return message;
+}
+
+async function closedShardConsumer(client: Client, workflowId: string): Promise<ClosedShardConsumer | undefined> {
+  const handle = client.workflow.getHandle(workflowId);
+  let status: string;
+  try {
+    status = (await handle.describe()).status.name;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'WorkflowNotFoundError') return { workflowId, reason: 'NOT_FOUND' };
+    throw error;
+  }
+  if (status === 'RUNNING') return undefined;
+  if (status === 'COMPLETED') {
+    const result = (await handle.result()) as ShardConsumerResult;
+    return { workflowId, reason: result.reason, childShards: result.childShards };
+  }
+  const reason =
+    status === 'TERMINATED'
+      ? 'TERMINATED'
+      : status === 'TIMED_OUT'
+        ? 'TIMED_OUT'
+        : status === 'CANCELLED'
+          ? 'CANCELLED'
+          : 'FAILED';
+  const message = await handle.result().then(
+    () => status,
+    (error: unknown) => innermostMessage(error),
+  );
+  return { workflowId, reason, message };
 }
 
 /** Activities of the stream consumer: shard discovery and a check on its shard consumers. */
@@ -65,6 +117,22 @@ export function createStreamActivities({ kinesis, dynamoDb, client }: StreamActi
           .sort()
           .at(-1) ?? input.afterShardId;
       return { shards: open, ...(lastShardId ? { lastShardId } : {}), listed: listed.length };
+    },
+
+    /**
+     * Of these shard consumers, those that are not running, and how each ended: its result's reason (and the children
+     * it reported at shard end), or how it closed without a result (FAILED, TERMINATED, ...) with the failure's message.
+     * The stream consumer's audit uses it for consumers it does not watch itself (started by an earlier run).
+     */
+    async closedShardConsumers(input: { workflowIds: string[] }): Promise<ClosedShardConsumer[]> {
+      if (!client) throw new Error('closedShardConsumers needs a Temporal client in the activity dependencies');
+      const closed: ClosedShardConsumer[] = [];
+      for (let i = 0; i < input.workflowIds.length; i += DESCRIBE_CONCURRENCY) {
+        const chunk = input.workflowIds.slice(i, i + DESCRIBE_CONCURRENCY);
+        const found = await Promise.all(chunk.map((workflowId) => closedShardConsumer(client, workflowId)));
+        for (const one of found) if (one) closed.push(one);
+      }
+      return closed;
     },
 
     /** Of these workflow ids, those not running (closed, or never started). */

@@ -37,6 +37,8 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   shardSyncIntervalMs?: number;
   /** Workflow task timeout of the shard consumers (see StreamConsumerInput). @default 5000 */
   shardWorkflowTaskTimeoutMs?: number;
+  /** How often shard consumers started by an earlier run are checked on (see StreamConsumerInput). @default 60000 */
+  shardAuditIntervalMs?: number;
   /**
    * Tag the workflows with the KclApplication/KclStream/KclShard/KclState search attributes, so the Temporal UI can list
    * and filter them. They must be registered on the namespace (the dev stack does; see the README for production).
@@ -84,6 +86,7 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
   const problems = streamConsumerSettingsProblems({
     shardSyncIntervalMs: options.shardSyncIntervalMs,
     shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs,
+    shardAuditIntervalMs: options.shardAuditIntervalMs,
     tableName,
   });
   if (problems.length > 0) throw new InvalidConfigError(problems.join('; '), problems);
@@ -97,6 +100,7 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
     ...(options.shardWorkflowTaskTimeoutMs !== undefined
       ? { shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs }
       : {}),
+    ...(options.shardAuditIntervalMs !== undefined ? { shardAuditIntervalMs: options.shardAuditIntervalMs } : {}),
   };
 }
 
@@ -208,7 +212,7 @@ export async function getStreamProgress(
           );
           // An ended consumer's result holds its final position: no worker needed to answer.
           shard.progress =
-            shard.state === 'ENDED' ? progressFromResult(await handle.result()) : await handle.query(progressQuery);
+            shard.state === 'RUNNING' ? await handle.query(progressQuery) : progressFromResult(await handle.result());
         } catch (error) {
           shard.error = error instanceof Error ? error.message : String(error);
         }

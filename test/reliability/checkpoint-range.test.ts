@@ -119,7 +119,9 @@ describe('checkpoint range on the real local stack', () => {
       })(),
     );
     const message =
-      outcome instanceof WorkflowFailedError ? String(outcome.cause?.cause?.message) : JSON.stringify(outcome);
+      outcome instanceof WorkflowFailedError
+        ? String((outcome.cause?.cause as Error | undefined)?.message)
+        : JSON.stringify(outcome);
     console.log(`stop with an out-of-range checkpoint in shutdown: ${message}; shutdown calls ${s.shutdowns.length}`);
     assert.ok(outcome instanceof WorkflowFailedError, `expected the consumer to fail, got ${JSON.stringify(outcome)}`);
     // (The worker shuts the instance down as ZOMBIE when it stops: its own shutdown never completed.)

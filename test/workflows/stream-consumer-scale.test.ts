@@ -58,7 +58,10 @@ function shardDescription(index: number): ShardDescription {
   };
 }
 
-type StubbedActivities = Pick<Activities, 'discoverShards' | 'closedWorkflows' | 'claimLease' | 'releaseLease'>;
+type StubbedActivities = Pick<
+  Activities,
+  'discoverShards' | 'closedWorkflows' | 'closedShardConsumers' | 'claimLease' | 'releaseLease'
+>;
 
 /** What the stubs saw. */
 interface FakeStream {
@@ -98,6 +101,7 @@ function stubActivities(
     },
     // Heartbeating, as createActivities wraps it: describing hundreds of workflows may outlast the heartbeat timeout.
     closedWorkflows: (input) => withHeartbeats(() => real.closedWorkflows(input)),
+    closedShardConsumers: (input) => withHeartbeats(() => real.closedShardConsumers(input)),
     async claimLease(input) {
       const runId = Context.current().info.workflowExecution?.runId ?? 'unknown';
       const runs = stream.claims.get(input.ref.shardId) ?? new Set<string>();
