@@ -195,12 +195,34 @@ export class ProcessorHost {
     );
   }
 
-  /** Shuts down (ZOMBIE) processors unused for longer than `idleMs`: their shards moved elsewhere. */
-  async evictIdle(idleMs: number): Promise<number> {
+  /**
+   * Shuts down (ZOMBIE) processors unused for longer than `idleMs` whose shard is no longer pinned here. Idleness alone
+   * proves nothing (a quiet shard makes no processor calls), so `stillPinned` is asked first: true keeps the instance
+   * for another `idleMs`, false evicts it; if it throws, the instance is kept and asked about at the next sweep. Without
+   * `stillPinned`, every idle instance is evicted.
+   *
+   * @returns how many instances were evicted.
+   */
+  async evictIdle(idleMs: number, stillPinned?: (ref: ShardRef, pin: string) => Promise<boolean>): Promise<number> {
     const cutoff = Date.now() - idleMs;
     const idle = [...this.instances.entries()].filter(([, hosted]) => hosted.lastUsed < cutoff);
-    await Promise.all(idle.map(([key, hosted]) => this.evict(key, hosted).catch(() => undefined)));
-    return idle.length;
+    let evicted = 0;
+    await Promise.all(
+      idle.map(async ([key, hosted]) => {
+        if (stillPinned) {
+          const pinned = await stillPinned(hosted.ref, hosted.pin).catch(() => true);
+          if (pinned) {
+            hosted.lastUsed = Math.max(hosted.lastUsed, Date.now());
+            return;
+          }
+        }
+        // Used or replaced while we asked: not idle any more.
+        if (this.instances.get(key) !== hosted || hosted.lastUsed >= cutoff) return;
+        evicted++;
+        await this.evict(key, hosted).catch(() => undefined);
+      }),
+    );
+    return evicted;
   }
 
   private async evict(key: string, hosted: HostedProcessor): Promise<void> {

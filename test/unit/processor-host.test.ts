@@ -82,4 +82,31 @@ describe('ProcessorHost: removing an instance', () => {
     assert.equal(calls, 2);
     assert.equal(host.size, 0);
   });
+
+  test('evictIdle asks whether an idle shard is still pinned here: yes keeps it, no evicts it, an error keeps it', async () => {
+    const reasons: string[] = [];
+    const host = new ProcessorHost({
+      p: () => ({ processRecords: async () => undefined, shutdown: (input) => void reasons.push(input.reason) }),
+    });
+    const other: ShardRef = { ...ref, shardId: 'shardId-000000000001' };
+    const third: ShardRef = { ...ref, shardId: 'shardId-000000000002' };
+    for (const shard of [ref, other, third]) {
+      await host.initialize({ ref: shard, processorName: 'p', pin: 'owner/1', startingPosition: 'TRIM_HORIZON' });
+    }
+    await sleep(10);
+    const asked: string[] = [];
+    const evicted = await host.evictIdle(5, async (shard) => {
+      asked.push(shard.shardId);
+      if (shard.shardId === third.shardId) throw new Error('query failed');
+      return shard.shardId === ref.shardId;
+    });
+    assert.equal(evicted, 1);
+    assert.deepEqual(asked.sort(), [ref.shardId, other.shardId, third.shardId]);
+    assert.equal(host.holds(ref, 'owner/1'), true, 'still pinned here: kept');
+    assert.equal(host.holds(other, 'owner/1'), false, 'pinned elsewhere: evicted');
+    assert.equal(host.holds(third, 'owner/1'), true, 'unknown: kept for the next sweep');
+    assert.deepEqual(reasons, ['ZOMBIE']);
+    // Kept instances count as used now: not asked about again before another idle period.
+    assert.equal(await host.evictIdle(1_000, () => Promise.resolve(false)), 0);
+  });
 });
