@@ -47,7 +47,12 @@ export function createActivities(deps: ActivityDeps) {
     // Not `checkpoint`: it runs as a local activity, inside the workflow's own task, and has no heartbeat.
     ...heartbeating(createCheckpointActivities(deps), ['readParents', 'claimLease', 'releaseLease']),
     ...createProcessorActivities(deps),
-    ...heartbeating(createStreamActivities(deps), ['discoverShards', 'closedWorkflows', 'closedShardConsumers']),
+    ...heartbeating(createStreamActivities(deps), [
+      'discoverShards',
+      'closedWorkflows',
+      'closedShardConsumers',
+      'prepareLeaseTable',
+    ]),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),

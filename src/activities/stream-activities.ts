@@ -6,6 +6,8 @@ import type { ChildShard, ShardConsumerResult, ShardDescription } from '../consu
 import { FailureType } from '../failure-types';
 import { SentinelCheckpoint } from '../positions';
 import { kinesisFailure, leaseTableFailure } from './aws-failures';
+import { prepareLeaseLayout } from '../checkpoint/lease-layout';
+import { InvalidConfigError } from '../errors';
 import { listAllShards } from './kinesis-activities';
 import { leaseTables } from './lease-tables';
 
@@ -89,6 +91,8 @@ export function createStreamActivities({ kinesis, dynamoDb, client }: StreamActi
       streamName: string;
       tableName: string;
       afterShardId?: string;
+      /** The stream identifier of a multi-stream lease table. */
+      streamIdentifier?: string;
     }): Promise<DiscoveredShards> {
       let listed: ShardDescription[];
       try {
@@ -106,7 +110,9 @@ export function createStreamActivities({ kinesis, dynamoDb, client }: StreamActi
       }
       let leases;
       try {
-        leases = await (await table(input.tableName)).getLeases(listed.map((shard) => shard.shardId));
+        leases = await (
+          await table(input.tableName, input.streamIdentifier)
+        ).getLeases(listed.map((shard) => shard.shardId));
       } catch (error) {
         throw leaseTableFailure(error, `reading the leases of stream ${input.streamName}`);
       }
@@ -133,6 +139,41 @@ export function createStreamActivities({ kinesis, dynamoDb, client }: StreamActi
         for (const one of found) if (one) closed.push(one);
       }
       return closed;
+    },
+
+    /**
+     * Checks, before a stream consumer's first start, that the lease table may serve this stream in the layout asked for
+     * (the layouts never mix in one table; a single-stream table serves one stream) and returns the stream identifier
+     * for a multi-stream table. A conflict is a non-retryable InvalidConfig failure naming it.
+     */
+    async prepareLeaseTable(input: {
+      tableName: string;
+      applicationName: string;
+      streamName: string;
+      multiStream: boolean;
+    }): Promise<{ streamIdentifier?: string }> {
+      let identifier;
+      try {
+        identifier = await prepareLeaseLayout({ kinesis, dynamoDb }, input);
+      } catch (error) {
+        if (error instanceof InvalidConfigError) {
+          throw ApplicationFailure.create({
+            type: FailureType.InvalidConfig,
+            message: error.message,
+            nonRetryable: true,
+          });
+        }
+        const failure = kinesisFailure(error, `preparing lease table ${input.tableName} for ${input.streamName}`);
+        if (failure.type === FailureType.StreamNotFound) {
+          throw ApplicationFailure.create({
+            type: FailureType.StreamNotFound,
+            message: `stream ${input.streamName} does not exist (or was deleted): ${failure.message}`,
+            nonRetryable: true,
+          });
+        }
+        throw failure;
+      }
+      return identifier === undefined ? {} : { streamIdentifier: identifier };
     },
 
     /** Of these workflow ids, those not running (closed, or never started). */

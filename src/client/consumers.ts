@@ -31,6 +31,11 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   taskQueue?: string;
   /** Lease table. @default the application name */
   tableName?: string;
+  /**
+   * Java KCL's multi-stream lease layout, so that several streams share the table (see StreamConsumerInput).
+   * @default false
+   */
+  multiStream?: boolean;
   /** Options of every shard consumer (initial position, maxRecords, ...). */
   shardOptions?: ShardConsumerOptions;
   /** @default 10000 */
@@ -95,6 +100,7 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
     streamName,
     processor: requireName(options.processor ?? 'default', 'processor name'),
     tableName,
+    ...(options.multiStream ? { multiStream: true } : {}),
     ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
     ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
     ...(options.shardWorkflowTaskTimeoutMs !== undefined

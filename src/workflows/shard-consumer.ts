@@ -73,6 +73,11 @@ export interface ShardConsumerInput {
   options?: ShardConsumerOptions;
   /** Workflow id of the stream consumer to tell (signal) when this consumer ends. @default none */
   streamWorkflowId?: string;
+  /**
+   * The stream identifier (`<account>:<stream>:<creation epoch>`) when the lease table is a multi-stream one: lease keys
+   * are then `<identifier>:<shard id>`. @default a single-stream table (lease key = shard id)
+   */
+  streamIdentifier?: string;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
 }
@@ -109,6 +114,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     applicationName: input.applicationName,
     streamName: input.streamName,
     shardId: input.shardId,
+    ...(input.streamIdentifier ? { streamIdentifier: input.streamIdentifier } : {}),
   };
   const tableName = input.tableName ?? defaultTableName(input.applicationName);
   const tableProblem = leaseTableNameProblem(tableName);

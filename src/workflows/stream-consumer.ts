@@ -73,6 +73,8 @@ export interface StreamCursor {
   endedEarlier?: Record<string, number>;
   /** Shard consumers started again (after a ZOMBIE end, a failure, ...) over the whole chain of runs. */
   restarts?: number;
+  /** The stream identifier, when the lease table is a multi-stream one (decided by the first run). */
+  streamIdentifier?: string;
   run: number;
 }
 
@@ -83,6 +85,13 @@ export interface StreamConsumerInput {
   processor: string;
   /** Lease table. @default the application name (as in KCL) */
   tableName?: string;
+  /**
+   * Keep this stream's leases in Java KCL's multi-stream layout (lease key `<account>:<stream>:<creation epoch>:<shard
+   * id>`, with `streamName` and `shardId` attributes), so that several streams share the table. Every stream on the
+   * table must use it; a table holding single-stream leases is refused (and a multi-stream table without it).
+   * @default false: lease key = shard id, one stream per table (Java KCL's default layout)
+   */
+  multiStream?: boolean;
   /** Options of every shard consumer. */
   shardOptions?: ShardConsumerOptions;
   /**
@@ -222,7 +231,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
           ({ shardId, tracked }) =>
             `- restarting \`${shardId}\` at ${new Date(tracked.restartAt).toISOString()} (restart ${tracked.restarts}; ended ${tracked.lastEnd})`,
         ),
-        `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\``,
+        `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\`${cursor.streamIdentifier ? ` (multi-stream, \`${cursor.streamIdentifier}\`)` : ''}`,
       ].join('\n'),
     );
   };
@@ -345,6 +354,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       ...(!restart && shard.hashKeyRange ? { hashKeyRange: shard.hashKeyRange } : {}),
       ...(input.shardOptions ? { options: input.shardOptions } : {}),
       streamWorkflowId: info.workflowId,
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
     };
     let handle;
     try {
@@ -496,7 +506,19 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
 
   showDetails();
   if (input.cursor === undefined) {
-    const discovered = await activities.discoverShards({ streamName, tableName });
+    // The lease table must suit this stream: no mixed layouts, one stream per single-stream table.
+    const prepared = await activities.prepareLeaseTable({
+      tableName,
+      applicationName,
+      streamName,
+      multiStream: input.multiStream ?? false,
+    });
+    if (prepared.streamIdentifier) cursor.streamIdentifier = prepared.streamIdentifier;
+    const discovered = await activities.discoverShards({
+      streamName,
+      tableName,
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
+    });
     if (discovered.lastShardId) cursor.lastShardId = discovered.lastShardId;
     log.info('starting shard consumers', { streamName, shards: discovered.shards.length, listed: discovered.listed });
     await startConsumers(discovered.shards);
@@ -545,6 +567,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       streamName,
       tableName,
       ...(cursor.lastShardId ? { afterShardId: cursor.lastShardId } : {}),
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
     });
     if (discovered.lastShardId) cursor.lastShardId = discovered.lastShardId;
     if (discovered.shards.length > 0) {

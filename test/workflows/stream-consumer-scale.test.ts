@@ -60,7 +60,7 @@ function shardDescription(index: number): ShardDescription {
 
 type StubbedActivities = Pick<
   Activities,
-  'discoverShards' | 'closedWorkflows' | 'closedShardConsumers' | 'claimLease' | 'releaseLease'
+  'prepareLeaseTable' | 'discoverShards' | 'closedWorkflows' | 'closedShardConsumers' | 'claimLease' | 'releaseLease'
 >;
 
 /** What the stubs saw. */
@@ -99,6 +99,8 @@ function stubActivities(
       const lastShardId = listed.at(-1)?.shardId ?? after;
       return { shards: listed, ...(lastShardId ? { lastShardId } : {}), listed: listed.length };
     },
+    // A single-stream table of its own: nothing to refuse.
+    prepareLeaseTable: () => Promise.resolve({}),
     // Heartbeating, as createActivities wraps it: describing hundreds of workflows may outlast the heartbeat timeout.
     closedWorkflows: (input) => withHeartbeats(() => real.closedWorkflows(input)),
     closedShardConsumers: (input) => withHeartbeats(() => real.closedShardConsumers(input)),
