@@ -91,14 +91,19 @@ export class ProcessorHost {
     pin: string;
     startingPosition: Checkpoint;
   }): Promise<void> {
-    this.refuseIfDraining(input.ref);
     const key = shardKey(input.ref);
-    const existing = this.instances.get(key);
-    if (existing?.pin === input.pin) {
-      await existing.ready;
-      return;
+    // After waiting for an older instance's shutdown, look again: a retried attempt of this same pin may have
+    // registered its instance meanwhile (join it rather than create a second one, which nothing would shut down).
+    for (;;) {
+      this.refuseIfDraining(input.ref);
+      const existing = this.instances.get(key);
+      if (existing?.pin === input.pin) {
+        await existing.ready;
+        return;
+      }
+      if (!existing) break;
+      await this.evict(key, existing);
     }
-    if (existing) await this.evict(key, existing);
     const factory = this.factories[input.processorName];
     if (!factory) {
       throw new HostRefusedError(

@@ -109,4 +109,29 @@ describe('ProcessorHost: removing an instance', () => {
     // Kept instances count as used now: not asked about again before another idle period.
     assert.equal(await host.evictIdle(1_000, () => Promise.resolve(false)), 0);
   });
+
+  test('a retried initialize of a new pin, while the old instance still shuts down, creates one instance, not two', async () => {
+    const { factory, shutdowns, releaseFirstShutdown } = slowFirstShutdown();
+    let created = 0;
+    const counting: typeof factory = (context) => {
+      created++;
+      return factory(context);
+    };
+    const host = new ProcessorHost({ p: counting });
+    await host.initialize({ ref, processorName: 'p', pin: 'owner/1', startingPosition: 'TRIM_HORIZON' });
+    // Pin 2 arrives while pin 1 shuts down slowly; the activity attempt is retried meanwhile (same pin).
+    const first = host.initialize({ ref, processorName: 'p', pin: 'owner/2', startingPosition: 'TRIM_HORIZON' });
+    await sleep(10);
+    const retried = host.initialize({ ref, processorName: 'p', pin: 'owner/2', startingPosition: 'TRIM_HORIZON' });
+    await sleep(10);
+    releaseFirstShutdown();
+    await Promise.all([first, retried]);
+    await host.drain();
+    assert.equal(created, 2, 'instances created: pin 1 and one for pin 2');
+    assert.deepEqual(
+      shutdowns.map((s) => s.instance).sort(),
+      [1, 2],
+      'every instance created is shut down exactly once',
+    );
+  });
 });
