@@ -11,6 +11,11 @@ export interface ShardRef {
   applicationName: string;
   streamName: string;
   shardId: string;
+  /**
+   * Set when the lease table is a multi-stream one: the stream identifier `<account>:<stream>:<creation epoch>` that
+   * prefixes the shard's lease key (Java KCL's multi-stream layout). Absent: lease key = shard id.
+   */
+  streamIdentifier?: string;
 }
 
 /** An inclusive range of 128-bit hash keys, as decimal strings (as ListShards returns it). */

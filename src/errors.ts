@@ -144,7 +144,7 @@ export class CheckpointOutOfRangeError extends KclError {
     detail?: string,
   ) {
     super(
-      `shard ${shardId}: cannot checkpoint at ${position}: ${detail ?? `it must be after the last checkpoint (${lastCheckpoint}) and at or before the last record delivered (${lastDelivered})`}`,
+      `shard ${shardId}: cannot checkpoint at ${position}: ${detail ?? `it must not be before the last checkpoint (${lastCheckpoint}) nor after the last record delivered (${lastDelivered})`}`,
     );
   }
 }

@@ -340,6 +340,7 @@ export interface StreamConsumerSettings {
   shardSyncIntervalMs?: number | undefined;
   shardWorkflowTaskTimeoutMs?: number | undefined;
   maxHistoryEventsPerRun?: number | undefined;
+  shardAuditIntervalMs?: number | undefined;
   /** The lease table, after its default (the application name) is applied. */
   tableName: string;
 }
@@ -364,6 +365,7 @@ export function streamConsumerSettingsProblems(settings: StreamConsumerSettings)
     'of milliseconds from 1000 to 120000',
   );
   whole('maxHistoryEventsPerRun', settings.maxHistoryEventsPerRun, 100, Infinity, '>= 100');
+  whole('shardAuditIntervalMs', settings.shardAuditIntervalMs, 100, Infinity, 'of milliseconds >= 100');
   const tableProblem = leaseTableNameProblem(settings.tableName);
   if (tableProblem) problems.push(tableProblem);
   return problems;

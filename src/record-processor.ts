@@ -24,7 +24,8 @@ export interface KinesisRecord {
  * Records the position up to which a shard has been processed. A checkpoint requested while processing a batch is durable
  * in the lease table before the next batch is delivered; one requested in `shutdown` is durable before the consumer ends.
  *
- * A position must lie after the last checkpoint and at or before the last record delivered so far; anything else is
+ * A position must lie after the last checkpoint and at or before the last record delivered so far (the last checkpoint
+ * itself is accepted and changes nothing, as in Java KCL); anything else is
  * rejected with a `CheckpointOutOfRangeError` (and nothing is written).
  */
 export interface Checkpointer {

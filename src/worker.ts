@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { Client } from '@temporalio/client';
-import type { DataConverter } from '@temporalio/common';
+import { type DataConverter, WorkflowNotFoundError } from '@temporalio/common';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import {
   BatchCache,
@@ -21,8 +21,10 @@ import {
 } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
 import { InvalidConfigError } from './errors';
-import { DEFAULT_TASK_QUEUE, workerTaskQueue } from './ids';
+import type { ShardRef } from './consumer-types';
+import { DEFAULT_TASK_QUEUE, shardConsumerWorkflowId, workerTaskQueue } from './ids';
 import type { RecordProcessorFactory } from './record-processor';
+import { progressQuery } from './workflows/shard-consumer';
 
 export interface KclWorkerOptions {
   /** Record processor factories by name; a consumer names the one it uses. */
@@ -51,7 +53,9 @@ export interface KclWorkerOptions {
    */
   shutdownGraceTimeMs?: number;
   /**
-   * A processor whose shard has not used it for this long is shut down (ZOMBIE): its shard moved to another worker.
+   * A processor whose shard has not used it for this long is checked on: if the shard consumer no longer names this
+   * worker (the shard moved, or its consumer ended), it is shut down (ZOMBIE). A quiet shard still pinned here keeps
+   * its processor. The check is a query of the shard consumer's progress (no Temporal action).
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
@@ -104,6 +108,22 @@ function workflowCode(
   const prebuilt = join(__dirname, 'workflow-bundle.js');
   if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
   return { workflowsPath: require.resolve('./workflows') };
+}
+
+/**
+ * Whether the shard's consumer still has the shard pinned to this worker: it is running and its progress names this
+ * worker's queue. A describe and a query: no Temporal action. A consumer that no longer exists is not pinned anywhere.
+ */
+async function stillPinnedHere(client: Client, ref: ShardRef, workerQueue: string): Promise<boolean> {
+  const handle = client.workflow.getHandle(shardConsumerWorkflowId(ref.applicationName, ref.streamName, ref.shardId));
+  try {
+    if ((await handle.describe()).status.name !== 'RUNNING') return false;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return false;
+    throw error;
+  }
+  const progress = await handle.query(progressQuery);
+  return progress.state !== 'ENDED' && progress.worker === workerQueue;
 }
 
 /** Creates a temporal-kcl worker: workflows and activities on the shared task queue, and this process's own queue. */
@@ -173,7 +193,16 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     cache,
     run() {
       running ??= (async () => {
-        const sweeper = setInterval(() => void host.evictIdle(idleTimeoutMs), Math.min(60_000, idleTimeoutMs));
+        let sweeping: Promise<unknown> | undefined;
+        const sweeper = setInterval(
+          () => {
+            sweeping ??= host
+              .evictIdle(idleTimeoutMs, (ref) => stillPinnedHere(client, ref, workerQueue))
+              .catch(() => undefined)
+              .finally(() => (sweeping = undefined));
+          },
+          Math.min(60_000, idleTimeoutMs),
+        );
         try {
           await Promise.all([shared.run(), pinned.run()]);
         } finally {

@@ -55,7 +55,7 @@ export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActi
       countRetry(input.ref);
       let leases;
       try {
-        leases = await (await table(input.tableName)).getLeases(input.parentShardIds);
+        leases = await (await table(input.tableName, input.ref.streamIdentifier)).getLeases(input.parentShardIds);
       } catch (error) {
         throw leaseTableFailure(error, `reading the parents of ${input.ref.shardId}`);
       }
@@ -81,7 +81,7 @@ export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActi
       countRetry(input.ref);
       try {
         const lease = await (
-          await table(input.tableName)
+          await table(input.tableName, input.ref.streamIdentifier)
         ).claim({
           shardId: input.ref.shardId,
           owner: input.owner,
@@ -106,7 +106,7 @@ export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActi
       countRetry(input.ref);
       try {
         const result = await (
-          await table(input.tableName)
+          await table(input.tableName, input.ref.streamIdentifier)
         ).checkpoint({
           shardId: input.ref.shardId,
           owner: input.owner,
@@ -125,7 +125,7 @@ export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActi
     async releaseLease(input: { tableName: string; ref: ShardRef; owner: string; counter: number }): Promise<void> {
       try {
         await (
-          await table(input.tableName)
+          await table(input.tableName, input.ref.streamIdentifier)
         ).release({ shardId: input.ref.shardId, owner: input.owner, counter: input.counter });
       } catch (error) {
         throw leaseTableFailure(error, `releasing the lease of ${input.ref.shardId} in table ${input.tableName}`);

@@ -53,7 +53,12 @@ export function createActivities(deps: ActivityDeps) {
     ...heartbeating(createCheckpointActivities(deps), ['readParents', 'claimLease', 'releaseLease']),
     ...createProcessorActivities({ ...deps, openLease }),
     ...createWindowActivities({ ...deps, reader, openLease }),
-    ...heartbeating(createStreamActivities(deps), ['discoverShards', 'closedWorkflows']),
+    ...heartbeating(createStreamActivities(deps), [
+      'discoverShards',
+      'closedWorkflows',
+      'closedShardConsumers',
+      'prepareLeaseTable',
+    ]),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),

@@ -1,16 +1,26 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CheckpointTable } from '../checkpoint/checkpoint-table';
 
-/** Lease tables by name, each ensured (created on demand, schema checked) once per worker; a failed check is retried next time. */
-export function leaseTables(dynamoDb: DynamoDBClient): (tableName: string) => Promise<CheckpointTable> {
+/**
+ * Lease tables by name (and, for a multi-stream table, by stream identifier), each ensured (created on demand, schema
+ * checked) once per worker; a failed check is retried next time.
+ */
+export function leaseTables(
+  dynamoDb: DynamoDBClient,
+): (tableName: string, streamIdentifier?: string) => Promise<CheckpointTable> {
   const tables = new Map<string, Promise<CheckpointTable>>();
-  return (tableName) => {
-    let ready = tables.get(tableName);
+  return (tableName, streamIdentifier) => {
+    const cacheKey = JSON.stringify([tableName, streamIdentifier ?? null]);
+    let ready = tables.get(cacheKey);
     if (!ready) {
-      const table = new CheckpointTable({ dynamoDb, tableName });
+      const table = new CheckpointTable({
+        dynamoDb,
+        tableName,
+        ...(streamIdentifier !== undefined ? { streamIdentifier } : {}),
+      });
       ready = table.ensureTable().then(() => table);
-      tables.set(tableName, ready);
-      ready.catch(() => tables.delete(tableName));
+      tables.set(cacheKey, ready);
+      ready.catch(() => tables.delete(cacheKey));
     }
     return ready;
   };

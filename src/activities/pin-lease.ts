@@ -57,7 +57,7 @@ export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
    * the newest counter), else the counter is the newer of the workflow's and the one this worker reached for the pin.
    */
   return async (ref: ShardRef, pin: string, lease: LeaseRef, lastCheckpoint?: Checkpoint): Promise<LeaseWriter> => {
-    const leases = await table(lease.tableName);
+    const leases = await table(lease.tableName, ref.streamIdentifier);
     let counter = Math.max(lease.counter, host.leaseCounter(ref, pin) ?? 0);
     let checkpoint = lastCheckpoint;
     if (lease.renew) {

@@ -78,14 +78,14 @@ function sharedQueueFailure(error: unknown, what: string): ApplicationFailure {
 }
 
 function userFailure(error: unknown, what: string): ApplicationFailure {
-  const type =
-    error instanceof KclError && error.name === FailureType.CheckpointOutOfRange
-      ? FailureType.CheckpointOutOfRange
-      : FailureType.ProcessorFailed;
+  const outOfRange = error instanceof KclError && error.name === FailureType.CheckpointOutOfRange;
   return ApplicationFailure.create({
-    type,
+    type: outOfRange ? FailureType.CheckpointOutOfRange : FailureType.ProcessorFailed,
     message: `${what} threw ${describe(error)}`,
     cause: error instanceof Error ? error : undefined,
+    // The same call asks for the same position again: fail once (processRecords then halts or dead-letters; a shutdown
+    // fails its consumer) instead of retrying forever under the default unlimited policy.
+    ...(outOfRange ? { nonRetryable: true } : {}),
   });
 }
 

@@ -20,6 +20,9 @@ interface HostedProcessor {
   leaseCounter?: number;
   /** Aborted when the pin ends here (shutdown, eviction, drain, or a stop of its window): in-flight waits end. */
   stop: AbortController;
+  /** Its `shutdown` has completed: it gets no second one (eviction after a shutdown only forgets it). A shutdown that
+   * threw may be called again (a retried attempt). */
+  shutDown?: boolean;
 }
 
 /** Why the host refuses a call; the activities turn these into typed failures. */
@@ -92,14 +95,19 @@ export class ProcessorHost {
     pin: string;
     startingPosition: Checkpoint;
   }): Promise<void> {
-    this.refuseIfDraining(input.ref);
     const key = shardKey(input.ref);
-    const existing = this.instances.get(key);
-    if (existing?.pin === input.pin) {
-      await existing.ready;
-      return;
+    // After waiting for an older instance's shutdown, look again: a retried attempt of this same pin may have
+    // registered its instance meanwhile (join it rather than create a second one, which nothing would shut down).
+    for (;;) {
+      this.refuseIfDraining(input.ref);
+      const existing = this.instances.get(key);
+      if (existing?.pin === input.pin) {
+        await existing.ready;
+        return;
+      }
+      if (!existing) break;
+      await this.evict(key, existing);
     }
-    if (existing) await this.evict(key, existing);
     const factory = this.factories[input.processorName];
     if (!factory) {
       throw new HostRefusedError(
@@ -195,15 +203,20 @@ export class ProcessorHost {
     return true;
   }
 
-  /** Calls the processor's shutdown and forgets the instance. */
+  /**
+   * Calls the processor's shutdown and forgets the instance, unless a newer pin's instance has taken its place meanwhile
+   * (the same identity check eviction makes).
+   */
   async shutdown(ref: ShardRef, pin: string, input: ShutdownInput): Promise<void> {
     const hosted = this.lookup(ref, pin);
     hosted.stop.abort();
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready;
+      if (hosted.shutDown) return;
       await processor.shutdown?.(input);
+      hosted.shutDown = true;
     });
-    this.instances.delete(shardKey(ref));
+    this.forget(shardKey(ref), hosted);
   }
 
   /** True if this worker holds the shard's processor under this pin. */
@@ -224,21 +237,50 @@ export class ProcessorHost {
     );
   }
 
-  /** Shuts down (ZOMBIE) processors unused for longer than `idleMs`: their shards moved elsewhere. */
-  async evictIdle(idleMs: number): Promise<number> {
+  /**
+   * Shuts down (ZOMBIE) processors unused for longer than `idleMs` whose shard is no longer pinned here. Idleness alone
+   * proves nothing (a quiet shard makes no processor calls), so `stillPinned` is asked first: true keeps the instance
+   * for another `idleMs`, false evicts it; if it throws, the instance is kept and asked about at the next sweep. Without
+   * `stillPinned`, every idle instance is evicted.
+   *
+   * @returns how many instances were evicted.
+   */
+  async evictIdle(idleMs: number, stillPinned?: (ref: ShardRef, pin: string) => Promise<boolean>): Promise<number> {
     const cutoff = Date.now() - idleMs;
     const idle = [...this.instances.entries()].filter(([, hosted]) => hosted.lastUsed < cutoff);
-    await Promise.all(idle.map(([key, hosted]) => this.evict(key, hosted).catch(() => undefined)));
-    return idle.length;
+    let evicted = 0;
+    await Promise.all(
+      idle.map(async ([key, hosted]) => {
+        if (stillPinned) {
+          const pinned = await stillPinned(hosted.ref, hosted.pin).catch(() => true);
+          if (pinned) {
+            hosted.lastUsed = Math.max(hosted.lastUsed, Date.now());
+            return;
+          }
+        }
+        // Used or replaced while we asked: not idle any more.
+        if (this.instances.get(key) !== hosted || hosted.lastUsed >= cutoff) return;
+        evicted++;
+        await this.evict(key, hosted).catch(() => undefined);
+      }),
+    );
+    return evicted;
   }
 
   private async evict(key: string, hosted: HostedProcessor): Promise<void> {
-    if (this.instances.get(key) === hosted) this.instances.delete(key);
+    this.forget(key, hosted);
     hosted.stop.abort();
     await this.serialize(hosted, async () => {
       const processor = await hosted.ready.catch(() => undefined);
-      await processor?.shutdown?.({ reason: 'ZOMBIE' });
+      if (!processor || hosted.shutDown) return;
+      await processor.shutdown?.({ reason: 'ZOMBIE' });
+      hosted.shutDown = true;
     });
+  }
+
+  /** Removes the instance under `key` only if it is still this one (a newer pin's instance stays). */
+  private forget(key: string, hosted: HostedProcessor): void {
+    if (this.instances.get(key) === hosted) this.instances.delete(key);
   }
 
   private lookup(ref: ShardRef, pin: string): HostedProcessor {

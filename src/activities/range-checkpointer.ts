@@ -13,8 +13,9 @@ export type CheckpointWriter = (position: ExtendedSequenceNumber) => Promise<voi
 
 /**
  * The checkpointer a processor gets. It checks that the position asked for lies in (last checkpoint, last delivered
- * record]; with a writer, `checkpoint()` resolves once the position is durable (and rejects with the writer's error,
- * e.g. a `CheckpointConflictError` when the lease was lost); without one it only records the position.
+ * record]; the last checkpoint itself is accepted and changes nothing (as Java KCL's checkpointer does). With a writer,
+ * `checkpoint()` resolves once the position is durable (and rejects with the writer's error, e.g. a
+ * `CheckpointConflictError` when the lease was lost); without one it only records the position.
  */
 export class RangeCheckpointer implements Checkpointer {
   private requested: ExtendedSequenceNumber | undefined;
@@ -79,6 +80,8 @@ export class RangeCheckpointer implements Checkpointer {
       return this.record(this.lastDelivered);
     }
     const position = this.resolve(target, subSequenceNumber);
+    // The last checkpoint (or the position already asked for) again: accepted, nothing to write, as in Java KCL.
+    if (lower && comparePositions(position, lower) === 0) return;
     const afterLower = lower === undefined || comparePositions(position, lower) > 0;
     const withinDelivered = this.lastDelivered !== undefined && comparePositions(position, this.lastDelivered) <= 0;
     if (!afterLower || !withinDelivered) {

@@ -56,6 +56,13 @@ export interface CheckpointTableOptions {
    * @default 120000
    */
   tableActiveTimeoutMs?: number;
+  /**
+   * Set for a multi-stream table: the stream identifier `<account>:<stream>:<creation epoch>` (Java KCL's
+   * `StreamIdentifier`). Lease keys are then `<stream identifier>:<shard id>` and new items carry `streamName` (the
+   * identifier) and `shardId`, as Java KCL's `DynamoDBMultiStreamLeaseSerializer` writes them; listings return this
+   * stream's leases only. Absent: a single-stream table, lease key = shard id (Java KCL's default layout).
+   */
+  streamIdentifier?: string;
 }
 
 export interface ClaimInput {
@@ -96,6 +103,8 @@ const MAX_BATCH_GET_ATTEMPTS = 5;
 /** The lease table of one application: checkpoints and ownership of its shards. */
 export class CheckpointTable {
   readonly tableName: string;
+  /** The stream identifier of a multi-stream table; undefined for a single-stream one. */
+  readonly streamIdentifier: string | undefined;
   private readonly dynamoDb: DynamoDBClient;
   private readonly tableActiveTimeoutMs: number;
   private ensured: Promise<void> | undefined;
@@ -106,6 +115,19 @@ export class CheckpointTable {
     this.dynamoDb = options.dynamoDb;
     this.tableName = options.tableName;
     this.tableActiveTimeoutMs = options.tableActiveTimeoutMs ?? 120_000;
+    this.streamIdentifier = options.streamIdentifier;
+  }
+
+  /** The item key of a shard's lease: the shard id, or `<stream identifier>:<shard id>` in a multi-stream table. */
+  leaseKey(shardId: string): string {
+    return this.streamIdentifier === undefined ? shardId : `${this.streamIdentifier}:${shardId}`;
+  }
+
+  /** The attributes every item of this stream carries beside its key (multi-stream tables only). */
+  private streamAttributes(shardId: string): Item {
+    return this.streamIdentifier === undefined
+      ? {}
+      : { [A.streamName]: { S: this.streamIdentifier }, [A.shardId]: { S: shardId } };
   }
 
   /**
@@ -147,7 +169,7 @@ export class CheckpointTable {
     for (const shardId of unique) requireNonEmpty(shardId, 'shardId', shardId);
     const leases = new Map<string, Lease>();
     for (let start = 0; start < unique.length; start += BATCH_GET_LIMIT) {
-      let keys = unique.slice(start, start + BATCH_GET_LIMIT).map((shardId) => key(shardId));
+      let keys = unique.slice(start, start + BATCH_GET_LIMIT).map((shardId) => key(this.leaseKey(shardId)));
       for (let attempt = 1; keys.length > 0 && attempt <= MAX_BATCH_GET_ATTEMPTS; attempt++) {
         if (attempt > 1) await sleep(backoffMs(attempt));
         const result = await this.call(() =>
@@ -163,7 +185,8 @@ export class CheckpointTable {
       }
       // Still throttled: single reads, whose errors (throttling included) reach the caller as they are.
       for (const remaining of keys) {
-        const shardId = remaining[A.leaseKey]?.S ?? '';
+        const leaseKey = remaining[A.leaseKey]?.S ?? '';
+        const shardId = unique.find((id) => this.leaseKey(id) === leaseKey) ?? leaseKey;
         const item = await this.readItem(shardId);
         if (item) leases.set(shardId, this.parse(item));
       }
@@ -182,7 +205,11 @@ export class CheckpointTable {
           new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
         ),
       );
-      for (const item of page.Items ?? []) leases.push(this.parse(item));
+      for (const item of page.Items ?? []) {
+        // A multi-stream table lists only this stream's leases.
+        if (this.streamIdentifier !== undefined && item[A.streamName]?.S !== this.streamIdentifier) continue;
+        leases.push(this.parse(item));
+      }
       exclusiveStartKey = page.LastEvaluatedKey;
     } while (exclusiveStartKey);
     return leases.sort((a, b) => (a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0));
@@ -224,7 +251,8 @@ export class CheckpointTable {
       try {
         if (stored === undefined) {
           const item: Item = {
-            ...key(shardId),
+            ...key(this.leaseKey(shardId)),
+            ...this.streamAttributes(shardId),
             ...claimed,
             [A.leaseCounter]: { N: '1' },
             [A.ownerSwitchesSinceCheckpoint]: { N: '0' },
@@ -245,6 +273,7 @@ export class CheckpointTable {
         const switched = current.owner !== undefined && current.owner !== owner;
         const sets: Item = {
           ...claimed,
+          ...this.streamAttributes(shardId),
           [A.leaseCounter]: { N: String(current.counter + 1) },
           [A.ownerSwitchesSinceCheckpoint]: {
             N: String(current.ownerSwitchesSinceCheckpoint + (switched ? 1 : 0)),
@@ -270,7 +299,7 @@ export class CheckpointTable {
           this.dynamoDb.send(
             new UpdateItemCommand({
               TableName: this.tableName,
-              Key: key(shardId),
+              Key: key(this.leaseKey(shardId)),
               UpdateExpression: `SET ${assignments.join(', ')}`,
               ConditionExpression: condition,
               ExpressionAttributeNames: names,
@@ -305,7 +334,7 @@ export class CheckpointTable {
         this.dynamoDb.send(
           new UpdateItemCommand({
             TableName: this.tableName,
-            Key: key(shardId),
+            Key: key(this.leaseKey(shardId)),
             UpdateExpression: 'SET #counter = #counter + :one',
             ConditionExpression: '#owner = :owner AND attribute_exists(#counter)',
             ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
@@ -368,7 +397,7 @@ export class CheckpointTable {
         this.dynamoDb.send(
           new UpdateItemCommand({
             TableName: this.tableName,
-            Key: key(shardId),
+            Key: key(this.leaseKey(shardId)),
             UpdateExpression: update,
             ConditionExpression: '#owner = :owner AND #counter = :counter',
             ExpressionAttributeNames: names,
@@ -409,7 +438,7 @@ export class CheckpointTable {
         this.dynamoDb.send(
           new UpdateItemCommand({
             TableName: this.tableName,
-            Key: key(shardId),
+            Key: key(this.leaseKey(shardId)),
             UpdateExpression: 'SET #counter = :next REMOVE #owner',
             ConditionExpression: '#owner = :owner AND #counter = :counter',
             ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
@@ -503,7 +532,9 @@ export class CheckpointTable {
 
   private async readItem(shardId: string): Promise<Item | undefined> {
     const { Item } = await this.call(() =>
-      this.dynamoDb.send(new GetItemCommand({ TableName: this.tableName, Key: key(shardId), ConsistentRead: true })),
+      this.dynamoDb.send(
+        new GetItemCommand({ TableName: this.tableName, Key: key(this.leaseKey(shardId)), ConsistentRead: true }),
+      ),
     );
     return Item;
   }
@@ -520,7 +551,7 @@ export class CheckpointTable {
   }
 
   private parse(item: Item): Lease {
-    return parseLease(item, this.tableName);
+    return parseLease(item, this.tableName, this.streamIdentifier);
   }
 }
 

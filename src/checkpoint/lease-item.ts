@@ -18,6 +18,10 @@ export const A = {
   childShardIds: 'childShardIds',
   startingHashKey: 'startingHashKey',
   endingHashKey: 'endingHashKey',
+  /** Multi-stream tables only (`DynamoDBMultiStreamLeaseSerializer`): the stream identifier `<account>:<stream>:<epoch>`. */
+  streamName: 'streamName',
+  /** Multi-stream tables only: the bare shard id (the lease key is `<stream identifier>:<shard id>`). */
+  shardId: 'shardId',
 } as const;
 
 export type Item = Record<string, AttributeValue>;
@@ -42,12 +46,20 @@ export interface Lease {
   hashKeyRange?: HashKeyRange;
 }
 
-/** Reads a lease-table item the way Java KCL writes it. */
-export function parseLease(item: Item, tableName: string): Lease {
-  const shardId = item[A.leaseKey]?.S;
-  if (shardId === undefined) {
+/**
+ * Reads a lease-table item the way Java KCL writes it. In a multi-stream table (`streamIdentifier` given) the lease's
+ * shard id is the item's `shardId` attribute (or the lease key without its `<stream identifier>:` prefix).
+ */
+export function parseLease(item: Item, tableName: string, streamIdentifier?: string): Lease {
+  const leaseKey = item[A.leaseKey]?.S;
+  if (leaseKey === undefined) {
     throw new LeaseTableSchemaError(tableName, `an item has no string ${A.leaseKey}`, { attribute: A.leaseKey });
   }
+  const prefix = streamIdentifier === undefined ? undefined : `${streamIdentifier}:`;
+  const shardId =
+    prefix === undefined
+      ? leaseKey
+      : (item[A.shardId]?.S ?? (leaseKey.startsWith(prefix) ? leaseKey.slice(prefix.length) : leaseKey));
   const bad = (attribute: string, what: string) =>
     new LeaseTableSchemaError(tableName, `item ${shardId}: attribute ${attribute} ${what}`, { shardId, attribute });
 

@@ -1,9 +1,10 @@
 import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { Command, Option } from 'commander';
-import { createKinesisClient } from '../aws/clients';
+import { createDynamoDbClient, createKinesisClient } from '../aws/clients';
+import { prepareLeaseLayout } from '../checkpoint/lease-layout';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
 import { InvalidConfigError, KclError } from '../errors';
-import { streamConsumerWorkflowId } from '../ids';
+import { defaultTableName, leaseTableNameProblem, streamConsumerWorkflowId } from '../ids';
 import type { Execution, InitialPosition } from '../options';
 import { parseDuration, parseInteger, parseTimestamp, untilInterrupted } from './options';
 import {
@@ -50,6 +51,7 @@ interface StartFlags extends ConsumerFlags {
   table?: string;
   shardSyncInterval?: number;
   searchAttributes: boolean;
+  multiStream?: boolean;
 }
 
 export function startCommand(): Command {
@@ -81,7 +83,16 @@ export function startCommand(): Command {
     .option('--processor <name>', 'name of the processor factory registered on the workers', 'default')
     .option('--max-records <n>', 'most records per GetRecords call (1-10000)', parseInteger(1, 10_000))
     .option('--table <name>', 'lease table (default: the application name)')
-    .option('--shard-sync-interval <duration>', 'how often new shards are looked for (default 60s; children start as soon as their parent ends)', parseDuration)
+    .option(
+      '--multi-stream',
+      "keep this stream's leases in Java KCL's multi-stream layout (<account>:<stream>:<epoch>:<shard>), so several " +
+        'streams share the lease table; every stream on the table needs it',
+    )
+    .option(
+      '--shard-sync-interval <duration>',
+      'how often new shards are looked for (default 60s; children start as soon as their parent ends)',
+      parseDuration,
+    )
     .option(
       '--no-search-attributes',
       'do not tag workflows with KclApplication/KclStream/KclShard (for clusters without them)',
@@ -95,22 +106,43 @@ export function startCommand(): Command {
       throw new InvalidConfigError('--timestamp only applies with --initial-position AT_TIMESTAMP');
     }
     const settings = resolveSettings(flags);
+    const tableName = flags.table ?? defaultTableName(flags.app);
+    const tableProblem = leaseTableNameProblem(tableName);
+    if (tableProblem) throw new InvalidConfigError(tableProblem);
     const kinesis = createKinesisClient({ ...settings.aws, maxAttempts: 2 });
+    const dynamoDb = createDynamoDbClient({ ...settings.aws, maxAttempts: 2 });
     try {
-      await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: flags.stream }));
-    } catch (error) {
-      if ((error as { name?: string }).name === 'ResourceNotFoundException') {
-        throw new StreamNotFoundError(
-          flags.stream,
-          `region ${settings.aws.region}${settings.aws.kinesisEndpoint ? `, endpoint ${settings.aws.kinesisEndpoint}` : ''}`,
+      try {
+        await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: flags.stream }));
+      } catch (error) {
+        if ((error as { name?: string }).name === 'ResourceNotFoundException') {
+          throw new StreamNotFoundError(
+            flags.stream,
+            `region ${settings.aws.region}${settings.aws.kinesisEndpoint ? `, endpoint ${settings.aws.kinesisEndpoint}` : ''}`,
+          );
+        }
+        throw new KclError(
+          `cannot describe stream ${flags.stream}: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
         );
       }
-      throw new KclError(
-        `cannot describe stream ${flags.stream}: ${error instanceof Error ? error.message : String(error)}`,
-        { cause: error },
-      );
+      // Refuse now, with the reason, a start the stream consumer would refuse: mixed lease layouts in one table, or a
+      // second stream on a single-stream table.
+      try {
+        await prepareLeaseLayout(
+          { kinesis, dynamoDb },
+          { tableName, applicationName: flags.app, streamName: flags.stream, multiStream: flags.multiStream ?? false },
+        );
+      } catch (error) {
+        if (error instanceof KclError) throw error;
+        throw new KclError(
+          `cannot read lease table ${tableName}: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
+      }
     } finally {
       kinesis.destroy();
+      dynamoDb.destroy();
     }
     const { client, close } = await connectClient(settings);
     try {
@@ -120,6 +152,7 @@ export function startCommand(): Command {
         processor: flags.processor,
         taskQueue: settings.taskQueue,
         ...(flags.table ? { tableName: flags.table } : {}),
+        ...(flags.multiStream ? { multiStream: true } : {}),
         ...(flags.shardSyncInterval !== undefined ? { shardSyncIntervalMs: flags.shardSyncInterval } : {}),
         searchAttributes: flags.searchAttributes,
         shardOptions: {

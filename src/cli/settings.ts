@@ -83,15 +83,24 @@ export class TemporalUnreachableError extends KclError {
   }
 }
 
-/** A client connected to Temporal, or a clear error. */
+/**
+ * A client connected to Temporal, or a clear error. With a data converter (the payload codec, when
+ * TEMPORAL_KCL_CODEC_KEY is set) it encodes what it sends and decodes what workers answer, as the workers do.
+ */
 export async function connectClient(settings: {
   address: string;
   namespace: string;
+  dataConverter?: DataConverter;
 }): Promise<{ client: Client; close: () => Promise<void> }> {
   try {
     const connection = await Connection.connect({ address: settings.address, connectTimeout: 5_000 });
     await connection.workflowService.getSystemInfo({});
-    return { client: new Client({ connection, namespace: settings.namespace }), close: () => connection.close() };
+    const client = new Client({
+      connection,
+      namespace: settings.namespace,
+      ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
+    });
+    return { client, close: () => connection.close() };
   } catch (error) {
     throw new TemporalUnreachableError(settings.address, error);
   }

@@ -14,6 +14,9 @@ export interface ShardStatusRow {
   deaggregationFailures: number;
   deadLetteredRecords: number;
   worker: string | null;
+  /** Times the stream consumer started this shard's consumer again, and why it last did. */
+  restarts: number;
+  lastEnd?: string;
   error?: string;
 }
 
@@ -22,7 +25,12 @@ function rows(status: StreamStatus): ShardStatusRow[] {
     const progress = shard.progress;
     return {
       shardId: shard.shardId,
-      state: shard.state === 'ENDED' ? `ENDED (${shard.reason ?? '?'})` : (progress?.state ?? shard.state),
+      state:
+        shard.state === 'ENDED'
+          ? `ENDED (${shard.reason ?? '?'})`
+          : shard.state === 'RESTARTING'
+            ? `RESTARTING (${shard.lastEnd ?? '?'})`
+            : (progress?.state ?? shard.state),
       checkpoint: formatPosition(progress?.checkpoint),
       lastProcessed: formatPosition(progress?.lastProcessed),
       records: progress?.counters.recordsProcessed ?? 0,
@@ -31,6 +39,8 @@ function rows(status: StreamStatus): ShardStatusRow[] {
       deaggregationFailures: progress?.counters.deaggregationFailures ?? 0,
       deadLetteredRecords: progress?.counters.deadLetteredRecords ?? 0,
       worker: progress?.worker ?? null,
+      restarts: shard.restarts ?? 0,
+      ...(shard.lastEnd ? { lastEnd: shard.lastEnd } : {}),
       ...(shard.error ? { error: shard.error } : {}),
     };
   });
@@ -44,6 +54,7 @@ export function statusJson(status: StreamStatus) {
     streamName: status.stream.streamName,
     state: status.stream.state,
     shardConsumersStarted: status.stream.started,
+    shardConsumersRestarted: status.stream.restarts ?? 0,
     totals: {
       records: shardRows.reduce((sum, row) => sum + row.records, 0),
       bytes: shardRows.reduce((sum, row) => sum + row.bytes, 0),
@@ -61,7 +72,7 @@ function short(position: string): string {
 export function renderStatus(status: StreamStatus): string {
   const summary = statusJson(status);
   const table = new Table({
-    head: ['shard', 'state', 'checkpoint', 'last processed', 'records', 'ms behind', 'worker'],
+    head: ['shard', 'state', 'checkpoint', 'last processed', 'records', 'ms behind', 'worker', 'restarts'],
     style: { head: [], border: [] },
   });
   for (const row of summary.shards) {
@@ -73,6 +84,7 @@ export function renderStatus(status: StreamStatus): string {
       String(row.records),
       row.millisBehindLatest === null ? '-' : String(row.millisBehindLatest),
       row.worker ? row.worker.replace(/^.*@/, '') : '-',
+      row.restarts > 0 ? `${row.restarts} (${(row.lastEnd ?? '').slice(0, 30)})` : '0',
     ]);
   }
   return [

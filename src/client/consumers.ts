@@ -33,12 +33,19 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   taskQueue?: string;
   /** Lease table. @default the application name */
   tableName?: string;
+  /**
+   * Java KCL's multi-stream lease layout, so that several streams share the table (see StreamConsumerInput).
+   * @default false
+   */
+  multiStream?: boolean;
   /** Options of every shard consumer (initial position, maxRecords, ...). */
   shardOptions?: ShardConsumerOptions;
   /** @default 10000 */
   shardSyncIntervalMs?: number;
   /** Workflow task timeout of the shard consumers (see StreamConsumerInput). @default 5000 */
   shardWorkflowTaskTimeoutMs?: number;
+  /** How often shard consumers started by an earlier run are checked on (see StreamConsumerInput). @default 60000 */
+  shardAuditIntervalMs?: number;
   /**
    * Tag the workflows with the KclApplication/KclStream/KclShard/KclState search attributes, so the Temporal UI can list
    * and filter them. They must be registered on the namespace (the dev stack does; see the README for production).
@@ -86,6 +93,7 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
   const problems = streamConsumerSettingsProblems({
     shardSyncIntervalMs: options.shardSyncIntervalMs,
     shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs,
+    shardAuditIntervalMs: options.shardAuditIntervalMs,
     tableName,
   });
   if (problems.length > 0) throw new InvalidConfigError(problems.join('; '), problems);
@@ -94,11 +102,13 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
     streamName,
     processor: requireName(options.processor ?? 'default', 'processor name'),
     tableName,
+    ...(options.multiStream ? { multiStream: true } : {}),
     ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
     ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
     ...(options.shardWorkflowTaskTimeoutMs !== undefined
       ? { shardWorkflowTaskTimeoutMs: options.shardWorkflowTaskTimeoutMs }
       : {}),
+    ...(options.shardAuditIntervalMs !== undefined ? { shardAuditIntervalMs: options.shardAuditIntervalMs } : {}),
   };
 }
 
@@ -239,9 +249,9 @@ export async function getStreamProgress(
           );
           // An ended consumer's result holds its final position: no worker needed to answer.
           shard.progress =
-            shard.state === 'ENDED'
-              ? progressFromResult(await handle.result())
-              : await withWindowProgress(client, handle, await handle.query(progressQuery));
+            shard.state === 'RUNNING'
+              ? await withWindowProgress(client, handle, await handle.query(progressQuery))
+              : progressFromResult(await handle.result());
         } catch (error) {
           shard.error = error instanceof Error ? error.message : String(error);
         }

@@ -26,6 +26,11 @@ export interface ShardConsumerInput {
   options?: ShardConsumerOptions;
   /** Workflow id of the stream consumer to tell (signal) when this consumer ends. @default none */
   streamWorkflowId?: string;
+  /**
+   * The stream identifier (`<account>:<stream>:<creation epoch>`) when the lease table is a multi-stream one: lease keys
+   * are then `<identifier>:<shard id>`. @default a single-stream table (lease key = shard id)
+   */
+  streamIdentifier?: string;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
 }
@@ -50,7 +55,12 @@ export class ShardContext {
     readonly options: ResolvedShardConsumerOptions,
     readonly tableName: string,
   ) {
-    this.ref = { applicationName: input.applicationName, streamName: input.streamName, shardId: input.shardId };
+    this.ref = {
+      applicationName: input.applicationName,
+      streamName: input.streamName,
+      shardId: input.shardId,
+      ...(input.streamIdentifier ? { streamIdentifier: input.streamIdentifier } : {}),
+    };
     this.control = controlActivities(options);
     this.initializer = initializeActivities(options);
     this.searchable = workflowInfo().typedSearchAttributes.get(KCL_APPLICATION) !== undefined;

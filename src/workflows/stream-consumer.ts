@@ -34,10 +34,34 @@ import {
 import { KCL_APPLICATION, KCL_SHARD, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { streamActivities } from './stream-activities';
 import { type ShardConsumerInput, shardConsumerWorkflow, stopSignal } from './shard-consumer';
-import { type ShardEnded, shardEndedSignal } from './stream-consumer-signals';
+import {
+  closeOf,
+  type EndReason,
+  endsShard,
+  HEALTHY_RUN_MS,
+  isWorkflowNotFound,
+  restartDelayMs,
+} from './shard-restarts';
+import { shardEndedSignal } from './stream-consumer-signals';
 
-/** How the stream consumer tracks one shard. */
-export type TrackedShard = { state: 'RUNNING' } | { state: 'ENDED'; reason: ShardEnded['reason'] | 'CLOSED' };
+/**
+ * How the stream consumer tracks one shard. A consumer that ended before its shard did waits (RESTARTING) until
+ * `restartAt` (workflow time, epoch ms) and is started again; `restarts` counts its restarts, `streak` those in a row
+ * (for the backoff), `lastEnd` says why it last ended.
+ */
+export type TrackedShard =
+  | { state: 'RUNNING'; startedAt?: number; restarts?: number; streak?: number; lastEnd?: string }
+  | {
+      state: 'RESTARTING';
+      restartAt: number;
+      restarts: number;
+      streak: number;
+      /** How the consumer last ended, and the text shown for it (with the failure's message). */
+      reason: EndReason;
+      lastEnd: string;
+      busy?: number;
+    }
+  | { state: 'ENDED'; reason: EndReason };
 
 export interface StreamCursor {
   shards: Record<string, TrackedShard>;
@@ -48,6 +72,10 @@ export interface StreamCursor {
   started: number;
   /** Shard consumers that ended in earlier runs (no longer tracked), by reason. */
   endedEarlier?: Record<string, number>;
+  /** Shard consumers started again (after a ZOMBIE end, a failure, ...) over the whole chain of runs. */
+  restarts?: number;
+  /** The stream identifier, when the lease table is a multi-stream one (decided by the first run). */
+  streamIdentifier?: string;
   run: number;
 }
 
@@ -58,6 +86,13 @@ export interface StreamConsumerInput {
   processor: string;
   /** Lease table. @default the application name (as in KCL) */
   tableName?: string;
+  /**
+   * Keep this stream's leases in Java KCL's multi-stream layout (lease key `<account>:<stream>:<creation epoch>:<shard
+   * id>`, with `streamName` and `shardId` attributes), so that several streams share the table. Every stream on the
+   * table must use it; a table holding single-stream leases is refused (and a multi-stream table without it).
+   * @default false: lease key = shard id, one stream per table (Java KCL's default layout)
+   */
+  multiStream?: boolean;
   /** Options of every shard consumer. */
   shardOptions?: ShardConsumerOptions;
   /**
@@ -77,6 +112,12 @@ export interface StreamConsumerInput {
    * @default 20000
    */
   maxHistoryEventsPerRun?: number;
+  /**
+   * How often shard consumers started by an earlier run (which this run cannot watch) are checked on, so that one that
+   * closed without telling (failed, terminated by hand) is started again. Those started by this run are watched.
+   * @default 60000
+   */
+  shardAuditIntervalMs?: number;
   /** Set by continue-as-new, never by callers. */
   cursor?: StreamCursor;
 }
@@ -85,8 +126,22 @@ export interface StreamProgress {
   applicationName: string;
   streamName: string;
   state: 'RUNNING' | 'STOPPING' | 'ENDED';
-  shards: { shardId: string; workflowId: string; state: TrackedShard['state']; reason?: string }[];
+  shards: {
+    shardId: string;
+    workflowId: string;
+    state: TrackedShard['state'];
+    /** Why an ENDED shard ended. */
+    reason?: string;
+    /** Times its consumer was started again. */
+    restarts?: number;
+    /** Why its consumer last ended before its shard did (e.g. `ZOMBIE`, `FAILED: <message>`). */
+    lastEnd?: string;
+    /** When a RESTARTING shard's consumer is started again (ISO-8601). */
+    restartAt?: string;
+  }[];
   started: number;
+  /** Shard consumers started again, over the whole chain of runs. */
+  restarts: number;
   run: number;
 }
 
@@ -96,6 +151,8 @@ export interface StreamConsumerResult {
   started: number;
   /** Shard consumers ended over the whole chain of runs, by reason. */
   ended: Record<string, number>;
+  /** Shard consumers started again, over the whole chain of runs. */
+  restarts: number;
 }
 
 export const streamProgressQuery = defineQuery<StreamProgress>('streamProgress');
@@ -105,6 +162,11 @@ export { stopSignal };
 const START_CHUNK = 200;
 /** While stopping, how often shard consumers that never reported are checked on. */
 const STOP_CHECK_INTERVAL_MS = 30_000;
+/** First pause before a failed stop signal is sent again (doubling up to STOP_CHECK_INTERVAL_MS). */
+const STOP_RETRY_INITIAL_MS = 1_000;
+/** A restart that finds the old consumer still running (it reports its end just before it completes) tries again this
+ * many times before it adopts the running one (started by someone else). */
+const MAX_BUSY_RESTARTS = 3;
 
 /** Ended shards by reason: those tracked, plus those that ended in earlier runs. */
 function countEnded(
@@ -135,6 +197,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   const problems = streamConsumerSettingsProblems({ ...input, tableName });
   if (problems.length > 0) throw invalid(problems.join('; '));
   const syncIntervalMs = input.shardSyncIntervalMs ?? DEFAULT_SHARD_SYNC_INTERVAL_MS;
+  const auditIntervalMs = input.shardAuditIntervalMs ?? 60_000;
   const workflowTaskTimeoutMs = input.shardWorkflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
   const maxEventsPerRun = input.maxHistoryEventsPerRun ?? 20_000;
   const info = workflowInfo();
@@ -143,39 +206,83 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   const activities = streamActivities(validation.options.heartbeatTimeoutMs);
   const cursor: StreamCursor = input.cursor ?? { shards: {}, stopping: false, started: 0, run: 1 };
   const queued = new Map<string, ChildShard>();
+  /** Shard consumers this run started, and which start of each (its restart count): their results are watched. */
+  const watched = new Map<string, number>();
   let startedThisRun = 0;
 
+  const workflowIdOf = (shardId: string) => shardConsumerWorkflowId(applicationName, streamName, shardId);
   const running = () => Object.keys(cursor.shards).filter((id) => cursor.shards[id]?.state === 'RUNNING');
+  const restarting = () =>
+    Object.entries(cursor.shards).flatMap(([shardId, tracked]) =>
+      tracked.state === 'RESTARTING' ? [{ shardId, tracked }] : [],
+    );
 
   /** What the Temporal UI shows as current details (no history cost), refreshed as shards start and end. */
   const showDetails = () => {
     const active = running();
-    const ended = Object.keys(cursor.shards).length - active.length;
+    const waiting = restarting();
+    const ended = Object.keys(cursor.shards).length - active.length - waiting.length;
     setCurrentDetails(
       [
         `**${cursor.stopping ? 'STOPPING' : 'RUNNING'}** — stream \`${streamName}\` (application \`${applicationName}\`)`,
         '',
-        `- ${active.length} shard consumers running, ${ended} ended; ${cursor.started} started in all`,
+        `- ${active.length} shard consumers running, ${ended} ended; ${cursor.started} started in all, ${cursor.restarts ?? 0} of them restarts`,
         `- running: ${active.map((id) => `\`${id}\``).join(', ') || 'none'}`,
-        `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\``,
+        ...waiting.map(
+          ({ shardId, tracked }) =>
+            `- restarting \`${shardId}\` at ${new Date(tracked.restartAt).toISOString()} (restart ${tracked.restarts}; ended ${tracked.lastEnd})`,
+        ),
+        `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\`${cursor.streamIdentifier ? ` (multi-stream, \`${cursor.streamIdentifier}\`)` : ''}`,
       ].join('\n'),
     );
   };
+
+  /**
+   * A shard consumer ended (it told us, its result arrived, or the audit found it closed). At shard end its children
+   * may start; while stopping it is done; otherwise the shard still needs a consumer: it is started again after a
+   * backoff, as KCL's lease auditor would give an unowned lease to a worker.
+   */
+  function onShardEnded(shardId: string, reason: EndReason, detail?: string, childShards: ChildShard[] = []): void {
+    const tracked = cursor.shards[shardId];
+    if (tracked?.state !== 'RUNNING') return; // already handled (the signal and the result both tell)
+    if (endsShard(reason) || cursor.stopping) {
+      cursor.shards[shardId] = { state: 'ENDED', reason };
+      if (endsShard(reason)) {
+        for (const child of childShards) {
+          if (!cursor.shards[child.shardId]) queued.set(child.shardId, child);
+        }
+      }
+      showDetails();
+      return;
+    }
+    const now = Date.now();
+    const healthy = tracked.startedAt !== undefined && now - tracked.startedAt >= HEALTHY_RUN_MS;
+    const streak = healthy ? 1 : (tracked.streak ?? 0) + 1;
+    const delayMs = restartDelayMs(streak);
+    const lastEnd = detail ? `${reason}: ${detail.slice(0, 300)}` : reason;
+    cursor.shards[shardId] = {
+      state: 'RESTARTING',
+      restartAt: now + delayMs,
+      restarts: (tracked.restarts ?? 0) + 1,
+      streak,
+      reason,
+      lastEnd,
+    };
+    log.warn('shard consumer ended before its shard did; starting it again', {
+      shardId,
+      reason: lastEnd,
+      inMs: delayMs,
+      restarts: (tracked.restarts ?? 0) + 1,
+    });
+    showDetails();
+  }
 
   setHandler(stopSignal, () => {
     cursor.stopping = true;
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'STOPPING' }]);
     showDetails();
   });
-  setHandler(shardEndedSignal, (ended) => {
-    cursor.shards[ended.shardId] = { state: 'ENDED', reason: ended.reason };
-    if (ended.reason === 'TERMINATE' || ended.reason === 'ALREADY_ENDED') {
-      for (const child of ended.childShards) {
-        if (!cursor.shards[child.shardId]) queued.set(child.shardId, child);
-      }
-    }
-    showDetails();
-  });
+  setHandler(shardEndedSignal, (ended) => onShardEnded(ended.shardId, ended.reason, undefined, ended.childShards));
   setHandler(streamProgressQuery, (): StreamProgress => ({
     applicationName,
     streamName,
@@ -184,11 +291,15 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([shardId, tracked]) => ({
         shardId,
-        workflowId: shardConsumerWorkflowId(applicationName, streamName, shardId),
+        workflowId: workflowIdOf(shardId),
         state: tracked.state,
         ...(tracked.state === 'ENDED' ? { reason: tracked.reason } : {}),
+        ...(tracked.state !== 'ENDED' && tracked.restarts ? { restarts: tracked.restarts } : {}),
+        ...(tracked.state !== 'ENDED' && tracked.lastEnd ? { lastEnd: tracked.lastEnd } : {}),
+        ...(tracked.state === 'RESTARTING' ? { restartAt: new Date(tracked.restartAt).toISOString() } : {}),
       })),
     started: cursor.started,
+    restarts: cursor.restarts ?? 0,
     run: cursor.run,
   }));
 
@@ -196,27 +307,59 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   async function startConsumers(shards: (ShardDescription | ChildShard)[]): Promise<void> {
     const fresh = shards.filter((shard) => !cursor.shards[shard.shardId]);
     for (let i = 0; i < fresh.length; i += START_CHUNK) {
-      await Promise.all(fresh.slice(i, i + START_CHUNK).map(startConsumer));
+      await Promise.all(fresh.slice(i, i + START_CHUNK).map((shard) => startConsumer(shard)));
     }
     showDetails();
   }
 
-  async function startConsumer(shard: ShardDescription | ChildShard): Promise<void> {
-    const workflowId = shardConsumerWorkflowId(applicationName, streamName, shard.shardId);
-    cursor.shards[shard.shardId] = { state: 'RUNNING' };
+  /** Starts again the consumers whose restart is due. */
+  async function restartDue(): Promise<void> {
+    const now = Date.now();
+    const due = restarting().filter(({ tracked }) => tracked.restartAt <= now);
+    for (let i = 0; i < due.length; i += START_CHUNK) {
+      await Promise.all(
+        due
+          .slice(i, i + START_CHUNK)
+          .map(({ shardId, tracked }) => startConsumer({ shardId, parentShardIds: [] }, tracked)),
+      );
+    }
+    if (due.length > 0) showDetails();
+  }
+
+  /** When the next restart is due (workflow time), if any. */
+  const nextRestartAt = () => Math.min(...restarting().map(({ tracked }) => tracked.restartAt));
+
+  /**
+   * Starts the consumer of a shard; `restart` when it is started again (its parents are done by then: the lease and
+   * ListShards tell the consumer where it stands).
+   */
+  async function startConsumer(
+    shard: ShardDescription | ChildShard,
+    restart?: Extract<TrackedShard, { state: 'RESTARTING' }>,
+  ): Promise<void> {
+    const workflowId = workflowIdOf(shard.shardId);
+    const restarts = restart?.restarts ?? 0;
+    cursor.shards[shard.shardId] = {
+      state: 'RUNNING',
+      startedAt: Date.now(),
+      ...(restart ? { restarts, streak: restart.streak, lastEnd: restart.lastEnd } : {}),
+    };
     const args: ShardConsumerInput = {
       applicationName,
       streamName,
       shardId: shard.shardId,
       processor: input.processor,
       tableName,
-      parentShardIds: shard.parentShardIds,
-      ...(shard.hashKeyRange ? { hashKeyRange: shard.hashKeyRange } : {}),
+      // A restarted consumer looks its parents and hash-key range up itself.
+      ...(restart ? {} : { parentShardIds: shard.parentShardIds }),
+      ...(!restart && shard.hashKeyRange ? { hashKeyRange: shard.hashKeyRange } : {}),
       ...(input.shardOptions ? { options: input.shardOptions } : {}),
       streamWorkflowId: info.workflowId,
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
     };
+    let handle;
     try {
-      await startChild(shardConsumerWorkflow, {
+      handle = await startChild(shardConsumerWorkflow, {
         workflowId,
         args: [args],
         taskQueue: info.taskQueue,
@@ -232,9 +375,10 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
           `- application: \`${applicationName}\``,
           `- stream: \`${streamName}\``,
           `- shard: \`${shard.shardId}\``,
-          `- parents: ${shard.parentShardIds.length > 0 ? shard.parentShardIds.map((id) => `\`${id}\``).join(', ') : 'none'}`,
+          `- parents: ${shard.parentShardIds.length > 0 ? shard.parentShardIds.map((id) => `\`${id}\``).join(', ') : restart ? 'looked up' : 'none'}`,
           `- lease table: \`${tableName}\``,
           `- processor: \`${input.processor}\``,
+          ...(restart ? [`- restart ${restarts}; the previous consumer ended ${restart.lastEnd}`] : []),
         ].join('\n'),
         ...(searchable
           ? {
@@ -247,39 +391,99 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
             }
           : {}),
       });
-      cursor.started++;
-      startedThisRun++;
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+      if (restart && (restart.busy ?? 0) < MAX_BUSY_RESTARTS) {
+        // The consumer that ended has not closed yet (it reports just before it completes): try again shortly.
+        cursor.shards[shard.shardId] = {
+          ...restart,
+          busy: (restart.busy ?? 0) + 1,
+          restartAt: Date.now() + restartDelayMs(1),
+        };
+        return;
+      }
+      // Adopted: it runs, but not as our child. The audit checks on it.
       log.info('shard consumer already running; adopting it', { workflowId });
+      return;
+    }
+    cursor.started++;
+    startedThisRun++;
+    if (restart) cursor.restarts = (cursor.restarts ?? 0) + 1;
+    watched.set(shard.shardId, restarts);
+    const sameStart = () => {
+      const tracked = cursor.shards[shard.shardId];
+      return (
+        watched.get(shard.shardId) === restarts && tracked?.state === 'RUNNING' && (tracked.restarts ?? 0) === restarts
+      );
+    };
+    // Its result tells how it ended even if its signal never came, and a failure (which sends no signal) at once.
+    void handle.result().then(
+      (result) => {
+        if (sameStart()) onShardEnded(shard.shardId, result.reason, undefined, result.childShards);
+      },
+      (error: unknown) => {
+        if (!sameStart()) return;
+        const closed = closeOf(error);
+        onShardEnded(shard.shardId, closed.reason, closed.message);
+      },
+    );
+  }
+
+  /**
+   * Checks on the running consumers this run does not watch (started by an earlier run, or adopted): one that closed
+   * without a word (failed, terminated by hand) is handled as ended.
+   */
+  async function audit(): Promise<void> {
+    const unwatched = running().filter((shardId) => !watched.has(shardId));
+    if (unwatched.length === 0) return;
+    const byWorkflowId = new Map(unwatched.map((shardId) => [workflowIdOf(shardId), shardId]));
+    const closed = await activities.closedShardConsumers({ workflowIds: [...byWorkflowId.keys()] });
+    for (const consumer of closed) {
+      const shardId = byWorkflowId.get(consumer.workflowId);
+      if (shardId === undefined) continue;
+      const reason = consumer.reason === 'NOT_FOUND' ? 'CLOSED' : consumer.reason;
+      onShardEnded(shardId, reason, consumer.message, consumer.childShards);
     }
   }
 
   /** Tells every running shard consumer to stop, then waits until all have ended. */
   async function stopAll(): Promise<StreamConsumerResult> {
+    // A consumer waiting for its restart is not running: it ends with the reason it last ended with.
+    for (const { shardId, tracked } of restarting()) {
+      cursor.shards[shardId] = { state: 'ENDED', reason: tracked.reason };
+    }
     const told = new Set<string>();
+    let retryDelayMs = STOP_RETRY_INITIAL_MS;
     for (;;) {
       const active = running();
       const toTell = active.filter((id) => !told.has(id));
+      let failed = 0;
       await Promise.all(
         toTell.map(async (shardId) => {
           told.add(shardId);
           try {
-            await getExternalWorkflowHandle(shardConsumerWorkflowId(applicationName, streamName, shardId)).signal(
-              stopSignal,
-            );
-          } catch {
-            cursor.shards[shardId] = { state: 'ENDED', reason: 'CLOSED' };
+            await getExternalWorkflowHandle(workflowIdOf(shardId)).signal(stopSignal);
+          } catch (error) {
+            // Only "not running" means the consumer is gone; any other failure (e.g. its signal limit) is tried again.
+            if (isWorkflowNotFound(error)) {
+              cursor.shards[shardId] = { state: 'ENDED', reason: 'CLOSED' };
+            } else {
+              told.delete(shardId);
+              failed++;
+              log.warn('stop signal to a shard consumer failed; trying again', { shardId, error: String(error) });
+            }
           }
         }),
       );
       if (running().length === 0) break;
-      if (await condition(() => running().length === 0, STOP_CHECK_INTERVAL_MS)) break;
+      const waitMs = failed > 0 ? retryDelayMs : STOP_CHECK_INTERVAL_MS;
+      if (failed > 0) retryDelayMs = Math.min(retryDelayMs * 2, STOP_CHECK_INTERVAL_MS);
+      if (await condition(() => running().length === 0, waitMs)) break;
       // A consumer that closed without reporting (terminated by hand) would otherwise be waited for forever.
-      const ids = running().map((id) => shardConsumerWorkflowId(applicationName, streamName, id));
+      const ids = running().map(workflowIdOf);
       const closed = new Set(await activities.closedWorkflows({ workflowIds: ids }));
       for (const shardId of running()) {
-        if (closed.has(shardConsumerWorkflowId(applicationName, streamName, shardId))) {
+        if (closed.has(workflowIdOf(shardId))) {
           cursor.shards[shardId] = { state: 'ENDED', reason: 'CLOSED' };
         }
       }
@@ -289,7 +493,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     // stop` users do) must not leave a shard consumer running with no worker to finish it.
     let open = Object.entries(cursor.shards)
       .filter(([, tracked]) => tracked.state !== 'ENDED' || tracked.reason !== 'CLOSED')
-      .map(([shardId]) => shardConsumerWorkflowId(applicationName, streamName, shardId));
+      .map(([shardId]) => workflowIdOf(shardId));
     for (let delayMs = 100; open.length > 0; delayMs = Math.min(delayMs * 2, STOP_CHECK_INTERVAL_MS)) {
       const closed = new Set(await activities.closedWorkflows({ workflowIds: open }));
       open = open.filter((workflowId) => !closed.has(workflowId));
@@ -298,17 +502,32 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     await condition(allHandlersFinished);
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'ENDED' }]);
     const ended = countEnded(cursor.shards, cursor.endedEarlier);
-    return { applicationName, streamName, started: cursor.started, ended };
+    return { applicationName, streamName, started: cursor.started, ended, restarts: cursor.restarts ?? 0 };
   }
 
   showDetails();
   if (input.cursor === undefined) {
-    const discovered = await activities.discoverShards({ streamName, tableName });
+    // The lease table must suit this stream: no mixed layouts, one stream per single-stream table.
+    const prepared = await activities.prepareLeaseTable({
+      tableName,
+      applicationName,
+      streamName,
+      multiStream: input.multiStream ?? false,
+    });
+    if (prepared.streamIdentifier) cursor.streamIdentifier = prepared.streamIdentifier;
+    const discovered = await activities.discoverShards({
+      streamName,
+      tableName,
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
+    });
     if (discovered.lastShardId) cursor.lastShardId = discovered.lastShardId;
     log.info('starting shard consumers', { streamName, shards: discovered.shards.length, listed: discovered.listed });
     await startConsumers(discovered.shards);
   }
 
+  let nextSyncAt = Date.now() + syncIntervalMs;
+  let nextAuditAt =
+    Date.now() + (input.cursor === undefined ? auditIntervalMs : Math.min(auditIntervalMs, syncIntervalMs));
   for (;;) {
     if (cursor.stopping) return stopAll();
     if (queued.size > 0) {
@@ -326,7 +545,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       if (!cursor.stopping && queued.size === 0) {
         // Ended shards need no tracking: incremental listings never return them again. Only their count is kept.
         const shards = Object.fromEntries(
-          Object.entries(cursor.shards).filter(([, tracked]) => tracked.state === 'RUNNING'),
+          Object.entries(cursor.shards).filter(([, tracked]) => tracked.state !== 'ENDED'),
         );
         const endedEarlier = countEnded(cursor.shards, cursor.endedEarlier);
         return continueAsNew<typeof streamConsumerWorkflow>({
@@ -336,12 +555,20 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       }
       continue;
     }
-    const woken = await condition(() => cursor.stopping || queued.size > 0, syncIntervalMs);
-    if (woken) continue;
+    await restartDue();
+    const waitMs = Math.min(nextSyncAt, nextAuditAt, nextRestartAt()) - Date.now();
+    if (waitMs > 0 && (await condition(() => cursor.stopping || queued.size > 0, waitMs))) continue;
+    if (Date.now() >= nextAuditAt) {
+      await audit();
+      nextAuditAt = Date.now() + auditIntervalMs;
+    }
+    if (Date.now() < nextSyncAt) continue;
+    nextSyncAt = Date.now() + syncIntervalMs;
     const discovered = await activities.discoverShards({
       streamName,
       tableName,
       ...(cursor.lastShardId ? { afterShardId: cursor.lastShardId } : {}),
+      ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
     });
     if (discovered.lastShardId) cursor.lastShardId = discovered.lastShardId;
     if (discovered.shards.length > 0) {

@@ -15,14 +15,18 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
   );
 }
 
-/** A fresh Temporal CLI dev server started by the SDK (createLocal) from the project's own build of the CLI. */
-export async function createLocalEnv(): Promise<TestWorkflowEnvironment> {
+/**
+ * A fresh Temporal CLI dev server started by the SDK (createLocal) from the project's own build of the CLI, with extra
+ * `server start-dev` arguments if given (e.g. `--dynamic-config-value KEY=JSON`).
+ */
+export async function createLocalEnv(extraArgs: string[] = []): Promise<TestWorkflowEnvironment> {
   installQuietRuntime();
   const cli = await resolveTemporalCli();
   return TestWorkflowEnvironment.createLocal({
     server: {
       ip: '127.0.0.1',
       searchAttributes: [...KCL_SEARCH_ATTRIBUTES],
+      ...(extraArgs.length > 0 ? { extraArgs } : {}),
       ...(cli.path ? { executable: { type: 'existing-path', path: cli.path } } : {}),
     },
   });

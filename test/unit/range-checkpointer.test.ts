@@ -39,27 +39,45 @@ describe('RangeCheckpointer: a checkpoint must lie in (last checkpoint, last rec
     assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(3) });
   });
 
-  test('checkpoint(sequenceNumber, sub) within the range is taken; later calls must move forward', async () => {
+  test('checkpoint(sequenceNumber, sub) within the range is taken; later calls must not move backward', async () => {
     const checkpointer = new RangeCheckpointer('shard-1', { sequenceNumber: sequenceNumber(1) }, lastDelivered, batch);
     await checkpointer.checkpoint(sequenceNumber(2), 0);
-    await assert.rejects(checkpointer.checkpoint(sequenceNumber(2), 0), CheckpointOutOfRangeError);
     await assert.rejects(checkpointer.checkpoint(sequenceNumber(1)), CheckpointOutOfRangeError);
+    await assert.rejects(checkpointer.checkpoint(sequenceNumber(2), 0.5), CheckpointOutOfRangeError);
     await checkpointer.checkpoint(sequenceNumber(2), 2);
     assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(2), subSequenceNumber: 2 });
   });
 
-  test('at or before the last checkpoint is rejected, with a message naming the range', async () => {
+  test('the last checkpoint again is accepted and does nothing, as in Java KCL', async () => {
+    const last = { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 };
+    const checkpointer = new RangeCheckpointer('shard-1', last, lastDelivered, batch);
+    await checkpointer.checkpoint(user(2, 1));
+    await checkpointer.checkpoint(sequenceNumber(2), 1);
+    assert.equal(checkpointer.checkpointRequested, undefined, 'nothing new to write');
+    // The position asked for last in this call counts the same way.
+    await checkpointer.checkpoint(sequenceNumber(3));
+    await checkpointer.checkpoint(sequenceNumber(3));
+    await checkpointer.checkpoint(plain(3));
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(3) });
+    // A plain record checkpointed again (sub-sequence number absent = 0).
+    const plainLast = new RangeCheckpointer('shard-1', lastDelivered, lastDelivered, []);
+    await plainLast.checkpoint(sequenceNumber(3));
+    await plainLast.checkpoint(sequenceNumber(3), 0);
+    assert.equal(plainLast.checkpointRequested, undefined);
+  });
+
+  test('before the last checkpoint is rejected, with a message naming the range', async () => {
     const checkpointer = new RangeCheckpointer(
       'shard-1',
       { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 },
       lastDelivered,
       batch,
     );
-    await assert.rejects(checkpointer.checkpoint(user(2, 1)), (error: unknown) => {
+    await assert.rejects(checkpointer.checkpoint(user(2, 0)), (error: unknown) => {
       assert.ok(error instanceof CheckpointOutOfRangeError);
       assert.match(
         error.message,
-        /shard-1: cannot checkpoint at \d+\/1: it must be after the last checkpoint \(\d+\/1\) and at or before the last record delivered \(\d+\)/,
+        /shard-1: cannot checkpoint at \d+\/0: it must not be before the last checkpoint \(\d+\/1\) nor after the last record delivered \(\d+\)/,
       );
       return true;
     });

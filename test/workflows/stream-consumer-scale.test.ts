@@ -58,7 +58,10 @@ function shardDescription(index: number): ShardDescription {
   };
 }
 
-type StubbedActivities = Pick<Activities, 'discoverShards' | 'closedWorkflows' | 'claimLease' | 'releaseLease'>;
+type StubbedActivities = Pick<
+  Activities,
+  'prepareLeaseTable' | 'discoverShards' | 'closedWorkflows' | 'closedShardConsumers' | 'claimLease' | 'releaseLease'
+>;
 
 /** What the stubs saw. */
 interface FakeStream {
@@ -96,8 +99,11 @@ function stubActivities(
       const lastShardId = listed.at(-1)?.shardId ?? after;
       return { shards: listed, ...(lastShardId ? { lastShardId } : {}), listed: listed.length };
     },
+    // A single-stream table of its own: nothing to refuse.
+    prepareLeaseTable: () => Promise.resolve({}),
     // Heartbeating, as createActivities wraps it: describing hundreds of workflows may outlast the heartbeat timeout.
     closedWorkflows: (input) => withHeartbeats(() => real.closedWorkflows(input)),
+    closedShardConsumers: (input) => withHeartbeats(() => real.closedShardConsumers(input)),
     async claimLease(input) {
       const runId = Context.current().info.workflowExecution?.runId ?? 'unknown';
       const runs = stream.claims.get(input.ref.shardId) ?? new Set<string>();
