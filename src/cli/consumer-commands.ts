@@ -2,9 +2,11 @@ import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { Command, Option } from 'commander';
 import { createKinesisClient } from '../aws/clients';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
-import { InvalidConfigError, KclError } from '../errors';
+import { isSearchAttributeRefusal, requireSearchAttributes } from '../client/connection';
+import { InvalidConfigError, KclError, SearchAttributesMissingError } from '../errors';
 import { streamConsumerWorkflowId } from '../ids';
 import type { InitialPosition } from '../options';
+import { searchAttributeCliPairs } from '../search-attributes';
 import { parseDuration, parseInteger, parseTimestamp, untilInterrupted } from './options';
 import {
   addAwsOptions,
@@ -103,8 +105,9 @@ export function startCommand(): Command {
     } finally {
       kinesis.destroy();
     }
-    const { client, close } = await connectClient(settings);
+    const { client, connection, close } = await connectClient(settings);
     try {
+      if (flags.searchAttributes) await requireSearchAttributes(connection, settings.namespace);
       const handle = await startStreamConsumer(client, {
         applicationName: flags.app,
         streamName: flags.stream,
@@ -118,6 +121,16 @@ export function startCommand(): Command {
           ...(flags.timestamp ? { initialPositionTimestamp: flags.timestamp } : {}),
           ...(flags.maxRecords !== undefined ? { maxRecords: flags.maxRecords } : {}),
         },
+      }).catch((error: unknown) => {
+        if (!isSearchAttributeRefusal(error)) throw error;
+        const named = searchAttributeCliPairs().filter((pair) => String(error).includes(pair.split('=')[0] ?? pair));
+        throw new SearchAttributesMissingError(
+          settings.namespace,
+          named.length > 0 ? named : searchAttributeCliPairs(),
+          {
+            cause: error,
+          },
+        );
       });
       console.log(
         `started ${handle.workflowId} on task queue ${settings.taskQueue}; workers with processor '${flags.processor}' consume it`,

@@ -21,6 +21,24 @@ export const ENVIRONMENT_VARIABLES = {
 
 export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
 
+/**
+ * The Temporal client variables `@temporalio/envconfig` reads (as the `temporal` CLI does), besides TEMPORAL_ADDRESS and
+ * TEMPORAL_NAMESPACE above; `TEMPORAL_GRPC_META_<NAME>` adds gRPC metadata.
+ */
+export const TEMPORAL_CLIENT_VARIABLES = [
+  'TEMPORAL_API_KEY',
+  'TEMPORAL_PROFILE',
+  'TEMPORAL_CONFIG_FILE',
+  'TEMPORAL_TLS',
+  'TEMPORAL_TLS_SERVER_CA_CERT_PATH',
+  'TEMPORAL_TLS_SERVER_CA_CERT_DATA',
+  'TEMPORAL_TLS_CLIENT_CERT_PATH',
+  'TEMPORAL_TLS_CLIENT_CERT_DATA',
+  'TEMPORAL_TLS_CLIENT_KEY_PATH',
+  'TEMPORAL_TLS_CLIENT_KEY_DATA',
+  'TEMPORAL_TLS_SERVER_NAME',
+] as const;
+
 /** Credentials are left to the AWS SDK's default chain; these are the standard names it reads. */
 export const AWS_STANDARD_VARIABLES = [
   'AWS_ACCESS_KEY_ID',

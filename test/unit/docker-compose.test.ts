@@ -13,7 +13,12 @@ import { isAbsolute, posix, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { AWS_STANDARD_VARIABLES, ENVIRONMENT_VARIABLES, readEnvironment } from '../../src/config/environment';
+import {
+  AWS_STANDARD_VARIABLES,
+  ENVIRONMENT_VARIABLES,
+  readEnvironment,
+  TEMPORAL_CLIENT_VARIABLES,
+} from '../../src/config/environment';
 import { searchAttributeCliPairs } from '../../src/search-attributes';
 
 const root = resolve(__dirname, '../..');
@@ -202,7 +207,11 @@ function environmentOf(service: ComposeService): Record<string, string | undefin
   );
 }
 
-const KNOWN_VARIABLES = new Set<string>([...Object.keys(ENVIRONMENT_VARIABLES), ...AWS_STANDARD_VARIABLES]);
+const KNOWN_VARIABLES = new Set<string>([
+  ...Object.keys(ENVIRONMENT_VARIABLES),
+  ...TEMPORAL_CLIENT_VARIABLES,
+  ...AWS_STANDARD_VARIABLES,
+]);
 
 function unknownVariables(environment: Record<string, string | undefined>): string[] {
   return Object.keys(environment).filter((name) => !KNOWN_VARIABLES.has(name));
