@@ -1,6 +1,6 @@
 import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { Command, Option } from 'commander';
-import { createKinesisClient } from '../aws/clients';
+import { createKinesisClient, resolveAwsRegion } from '../aws/clients';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
 import { isSearchAttributeRefusal, requireSearchAttributes } from '../client/connection';
 import { InvalidConfigError, KclError, SearchAttributesMissingError } from '../errors';
@@ -88,14 +88,17 @@ export function startCommand(): Command {
       throw new InvalidConfigError('--timestamp only applies with --initial-position AT_TIMESTAMP');
     }
     const settings = resolveSettings(flags);
+    const region = await resolveAwsRegion(settings.aws);
     const kinesis = createKinesisClient({ ...settings.aws, maxAttempts: 2 });
     try {
       await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: flags.stream }));
     } catch (error) {
+      const kinesisEndpoint =
+        settings.aws.kinesisEndpoint ?? process.env.AWS_ENDPOINT_URL_KINESIS ?? process.env.AWS_ENDPOINT_URL;
       if ((error as { name?: string }).name === 'ResourceNotFoundException') {
         throw new StreamNotFoundError(
           flags.stream,
-          `region ${settings.aws.region}${settings.aws.kinesisEndpoint ? `, endpoint ${settings.aws.kinesisEndpoint}` : ''}`,
+          `region ${region}${kinesisEndpoint ? `, endpoint ${kinesisEndpoint}` : ''}`,
         );
       }
       throw new KclError(

@@ -83,12 +83,20 @@ export function addTemporalOptions(command: Command): Command {
 
 export function addAwsOptions(command: Command): Command {
   return command
-    .addOption(new Option('--region <region>', 'AWS region').env('AWS_REGION'))
     .addOption(
-      new Option('--kinesis-endpoint <url>', 'Kinesis endpoint (an emulator or LocalStack)').env('KINESIS_ENDPOINT'),
+      new Option('--region <region>', "AWS region (default: the AWS profile's region, AWS_PROFILE)").env('AWS_REGION'),
     )
     .addOption(
-      new Option('--dynamodb-endpoint <url>', 'DynamoDB endpoint (an emulator or LocalStack)').env('DYNAMODB_ENDPOINT'),
+      new Option(
+        '--kinesis-endpoint <url>',
+        'Kinesis endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_KINESIS, else AWS)',
+      ).env('KINESIS_ENDPOINT'),
+    )
+    .addOption(
+      new Option(
+        '--dynamodb-endpoint <url>',
+        'DynamoDB endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_DYNAMODB, else AWS)',
+      ).env('DYNAMODB_ENDPOINT'),
     );
 }
 
@@ -105,7 +113,7 @@ export function resolveSettings(flags: TemporalFlags & AwsFlags) {
   });
   const temporal = resolveTemporalConnection(flags);
   const aws: AwsConfig = {
-    region: env.AWS_REGION,
+    ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
     ...(env.KINESIS_ENDPOINT ? { kinesisEndpoint: env.KINESIS_ENDPOINT } : {}),
     ...(env.DYNAMODB_ENDPOINT ? { dynamoDbEndpoint: env.DYNAMODB_ENDPOINT } : {}),
   };

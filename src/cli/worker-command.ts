@@ -1,5 +1,6 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Command, Option } from 'commander';
+import { resolveAwsRegion } from '../aws/clients';
 import type { RecordProcessorFactory } from '../record-processor';
 import { createKclWorker } from '../worker';
 import { parsePort, untilInterrupted } from './options';
@@ -46,6 +47,7 @@ export function workerCommand(): Command {
   addAwsOptions(command);
   return command.action(async (flags: WorkerFlags) => {
     const settings = resolveSettings(flags);
+    await resolveAwsRegion(settings.aws);
     const specs = parseProcessorSpecs(flags.processor);
     const processors: Record<string, RecordProcessorFactory> = {};
     for (const spec of specs) processors[spec.name] = await loadProcessorFactory(spec.path);
