@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { runDemo } from '../demo/run-demo';
 import { parseDuration, parseInteger, parsePort, untilInterrupted } from './options';
 
@@ -19,7 +19,11 @@ export function demoCommand(): Command {
     )
     .option('--shards <n>', 'shards of the demo stream', parseInteger(1, 64), 4)
     .option('--rate <records/s>', 'user records per second', parseInteger(1, 10_000), 100)
-    .option('--split-after <duration>', 'split a shard after this long', parseDuration, 15_000)
+    .addOption(
+      new Option('--split-after <duration>', 'split a shard after this long')
+        .argParser(parseDuration)
+        .default(15_000, '15s'),
+    )
     .option(
       '--duration <duration>',
       'produce for this long, then stop and check (default: until Ctrl-C)',

@@ -60,7 +60,10 @@ export function devCommand(): Command {
     .option('--dynamodb-port <port>', 'DynamoDB emulator port (default 4568, or a free one)', parsePort)
     .option('--db-file <path>', 'SQLite file that keeps Temporal state across restarts (default: in memory)')
     .option('--headless', 'run Temporal without its Web UI')
-    .option('--ui-codec-endpoint <url>', 'codec server the Web UI uses to decode payloads (see codec-server)')
+    .option(
+      '--ui-codec-endpoint <url>',
+      'codec server the Web UI uses to decode payloads (see codec-server) (default: none)',
+    )
     .addOption(
       new Option('--kinesis-emulator <name>', 'Kinesis emulator').choices(KINESIS_EMULATORS).default('kinesis-local'),
     )

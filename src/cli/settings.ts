@@ -20,7 +20,7 @@ export interface AwsFlags {
 }
 
 export function addTemporalOptions(command: Command): Command {
-  const fromProfile = (what: string, fallback: string) => `${what} (default: the profile's, else ${fallback})`;
+  const fromProfile = (what: string, fallback: string) => `${what} (default: the profile's, else "${fallback}")`;
   return command
     .addOption(
       new Option(
@@ -51,9 +51,10 @@ export function addTemporalOptions(command: Command): Command {
       ).env('TEMPORAL_CONFIG_FILE'),
     )
     .addOption(
-      new Option('--api-key <key>', 'Temporal API key, sent as `authorization: Bearer <key>`; turns TLS on').env(
-        'TEMPORAL_API_KEY',
-      ),
+      new Option(
+        '--api-key <key>',
+        "Temporal API key, sent as `authorization: Bearer <key>`; turns TLS on (default: the profile's, else none)",
+      ).env('TEMPORAL_API_KEY'),
     )
     .addOption(
       new Option(
@@ -62,17 +63,21 @@ export function addTemporalOptions(command: Command): Command {
       ),
     )
     .addOption(
-      new Option('--tls-ca-path <file>', 'CA certificate (PEM) the server certificate must chain to').env(
-        'TEMPORAL_TLS_SERVER_CA_CERT_PATH',
+      new Option(
+        '--tls-ca-path <file>',
+        "CA certificate (PEM) the server certificate must chain to (default: the profile's, else the system's CAs)",
+      ).env('TEMPORAL_TLS_SERVER_CA_CERT_PATH'),
+    )
+    .addOption(
+      new Option('--tls-cert-path <file>', "client certificate (PEM) for mTLS (default: the profile's, else none)").env(
+        'TEMPORAL_TLS_CLIENT_CERT_PATH',
       ),
     )
     .addOption(
-      new Option('--tls-cert-path <file>', 'client certificate (PEM) for mTLS').env('TEMPORAL_TLS_CLIENT_CERT_PATH'),
-    )
-    .addOption(
-      new Option('--tls-key-path <file>', 'private key (PEM) of the client certificate').env(
-        'TEMPORAL_TLS_CLIENT_KEY_PATH',
-      ),
+      new Option(
+        '--tls-key-path <file>',
+        "private key (PEM) of the client certificate (default: the profile's, else none)",
+      ).env('TEMPORAL_TLS_CLIENT_KEY_PATH'),
     )
     .addOption(
       new Option('--tls-server-name <name>', 'server name to verify (default: the host of the address)').env(

@@ -34,7 +34,7 @@ export function workerCommand(): Command {
       collect,
     )
     .addOption(
-      new Option('--metrics-port <port>', 'serve Prometheus metrics on this port (/metrics)')
+      new Option('--metrics-port <port>', 'serve Prometheus metrics on this port (/metrics) (default: off)')
         .env('TEMPORAL_KCL_METRICS_PORT')
         .argParser(parsePort),
     )
