@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { runDemo } from '../demo/run-demo';
+import { requireDevDependencies } from '../dev/dev-dependencies';
 import { parseDuration, parseInteger, parsePort, untilInterrupted } from './options';
 
 interface DemoFlags {
@@ -32,6 +33,7 @@ export function demoCommand(): Command {
     .option('--temporal-port <port>', 'Temporal gRPC port (default: a free one)', parsePort)
     .option('--ui-port <port>', 'Temporal Web UI port (default: a free one)', parsePort)
     .action(async (flags: DemoFlags) => {
+      requireDevDependencies('demo');
       const { default: logUpdate } = await import('log-update');
       const interrupted = untilInterrupted();
       const summary = await runDemo({

@@ -2,6 +2,7 @@ import { createServer } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parsePort, untilInterrupted } from './options';
 import { type DevStack, KINESIS_EMULATORS, startDevStack } from '../dev/dev-stack';
+import { requireDevDependencies } from '../dev/dev-dependencies';
 import { getFreePort } from '../dev/net';
 
 function isFree(port: number): Promise<boolean> {
@@ -68,6 +69,7 @@ export function devCommand(): Command {
       new Option('--kinesis-emulator <name>', 'Kinesis emulator').choices(KINESIS_EMULATORS).default('kinesis-local'),
     )
     .action(async (flags: DevFlags) => {
+      requireDevDependencies('dev');
       const stack = await startDevStack({
         temporal: {
           port: await preferredPort('temporal', flags.temporalPort ?? 7233, flags.temporalPort !== undefined),
