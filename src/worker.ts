@@ -46,7 +46,7 @@ export interface KclWorkerOptions {
    */
   stickyQueueScheduleToStartTimeoutMs?: number;
   /**
-   * Time in-flight tasks get to finish on shutdown.
+   * Time in-flight tasks get to finish on shutdown (Kubernetes' terminationGracePeriodSeconds must be longer).
    * @default 30000
    */
   shutdownGraceTimeMs?: number;
@@ -64,6 +64,9 @@ export interface KclWorkerOptions {
   /** Extra Temporal worker options for the shared worker (tuning). */
   workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'activities'>>;
 }
+
+/** Default of {@link KclWorkerOptions.shutdownGraceTimeMs}: a container's stop grace must be longer. */
+export const DEFAULT_SHUTDOWN_GRACE_TIME_MS = 30_000;
 
 /** Default of {@link KclWorkerOptions.stickyQueueScheduleToStartTimeoutMs}. */
 export const DEFAULT_STICKY_QUEUE_TIMEOUT_MS = 500;
@@ -134,7 +137,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     client,
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
-  const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
+  const shutdownGraceTime = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;
 
   const shared = await Worker.create({
     connection: options.connection,

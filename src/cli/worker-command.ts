@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { resolveAwsRegion } from '../aws/clients';
 import type { RecordProcessorFactory } from '../record-processor';
 import { createKclWorker } from '../worker';
+import { DEFAULT_HEALTH_PORT, LIVENESS_PATH, READINESS_PATH, startHealthServer } from './health-server';
 import { parsePort, untilInterrupted } from './options';
 import { loadProcessorFactory, parseProcessorSpecs } from './processor-module';
 import {
@@ -17,6 +18,7 @@ import {
 interface WorkerFlags extends TemporalFlags, AwsFlags {
   processor: string[];
   metricsPort?: number;
+  healthPort?: number;
   logLevel: string;
 }
 
@@ -39,6 +41,14 @@ export function workerCommand(): Command {
         .argParser(parsePort),
     )
     .addOption(
+      new Option(
+        '--health-port <port>',
+        `serve ${LIVENESS_PATH} (liveness) and ${READINESS_PATH} (readiness) on this port (default: off; the Docker image sets ${DEFAULT_HEALTH_PORT})`,
+      )
+        .env('TEMPORAL_KCL_HEALTH_PORT')
+        .argParser(parsePort),
+    )
+    .addOption(
       new Option('--log-level <level>', 'Temporal SDK log level')
         .choices(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'])
         .default('INFO'),
@@ -58,6 +68,8 @@ export function workerCommand(): Command {
         ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `0.0.0.0:${flags.metricsPort}` } } } }
         : {}),
     });
+    // Up before connecting, so probes see STARTING (live, not ready) rather than a refused connection.
+    const health = flags.healthPort ? await startHealthServer(flags.healthPort) : undefined;
     const connection = await connectWorker(settings);
     const worker = await createKclWorker({
       processors,
@@ -68,6 +80,7 @@ export function workerCommand(): Command {
       ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
     });
     const running = worker.run();
+    health?.set('READY');
     console.error(
       `temporal-kcl worker ${worker.identity} ready: task queue ${settings.taskQueue} on ${settings.address} (namespace ${settings.namespace}), ` +
         `processors [${Object.keys(processors).join(', ')}]${flags.metricsPort ? `, metrics on :${flags.metricsPort}/metrics` : ''}`,
@@ -79,10 +92,14 @@ export function workerCommand(): Command {
       const force = () => process.exit(130);
       process.once('SIGINT', force);
       process.once('SIGTERM', force);
+      health?.set('STOPPING');
       await worker.shutdown();
     }
+    health?.set('STOPPING');
     await running;
     await connection.close();
+    health?.set('STOPPED');
+    await health?.close();
     console.error('worker stopped');
   });
 }

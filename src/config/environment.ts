@@ -22,6 +22,10 @@ export const ENVIRONMENT_VARIABLES = {
     default: undefined,
   },
   TEMPORAL_KCL_METRICS_PORT: { description: 'Port of the worker Prometheus endpoint (/metrics)', default: undefined },
+  TEMPORAL_KCL_HEALTH_PORT: {
+    description: 'Port of the worker health endpoints (/healthz liveness, /readyz readiness)',
+    default: undefined,
+  },
   TEMPORAL_KCL_CODEC_KEY: {
     description: 'AES-256 key (base64 or hex) that turns on the payload codec (gzip + AES-GCM) for workflow payloads',
     default: undefined,
@@ -79,6 +83,7 @@ const schema = z.object({
   KINESIS_ENDPOINT: endpoint.optional(),
   DYNAMODB_ENDPOINT: endpoint.optional(),
   TEMPORAL_KCL_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  TEMPORAL_KCL_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   TEMPORAL_KCL_CODEC_KEY: z
     .string()
     .refine((value) => /^[0-9a-fA-F]{64}$/.test(value.trim()) || Buffer.from(value.trim(), 'base64').length === 32, {
