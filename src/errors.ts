@@ -252,3 +252,23 @@ export class SearchAttributesMissingError extends KclError {
     );
   }
 }
+
+/**
+ * A lease (or vmware-go-kcl checkpoint) is held by a live worker of another consumer library: a Java KCL lease whose
+ * counter moved within the failover time, or a vmware-go-kcl lease whose LeaseTimeout has not passed. Taking it would
+ * make two consumers process the shard. Retryable: once that worker stops, the lease goes stale and can be taken.
+ */
+export class LeaseHeldByLiveWorkerError extends KclError {
+  override readonly name = 'LeaseHeldByLiveWorker';
+  constructor(
+    readonly tableName: string,
+    readonly shardId: string,
+    readonly owner: string,
+    detail: string,
+  ) {
+    super(
+      `lease table ${tableName}: shard ${shardId} is held by a live worker, ${owner} (${detail}); stop that ` +
+        'application first (its leases then go stale), or take the lease anyway with --force',
+    );
+  }
+}

@@ -20,6 +20,7 @@ import {
   ProcessorHost,
 } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
+import type { LiveOwnerGuard } from './checkpoint/checkpoint-table';
 import { InvalidConfigError } from './errors';
 import { DEFAULT_TASK_QUEUE, workerTaskQueue } from './ids';
 import type { RecordProcessorFactory } from './record-processor';
@@ -55,6 +56,12 @@ export interface KclWorkerOptions {
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
+  /**
+   * A lease a Java KCL worker holds (its owner is not a temporal-kcl consumer) is taken only once it is stale: its
+   * counter did not move for `failoverTimeMs` (KCL's failoverTimeMillis). `force: true` takes it anyway.
+   * @default { failoverTimeMs: 10000, force: false }
+   */
+  liveOwnerGuard?: LiveOwnerGuard;
   /** Handlers for `deadLetter: { type: 'CALLBACK', name }`, by name. @default none */
   deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
@@ -135,6 +142,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     cache,
     workerQueue,
     client,
+    liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
   const shutdownGraceTime = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;

@@ -7,6 +7,7 @@ import { codecServerCommand } from './codec-command';
 import { startCommand, statusCommand, stopCommand } from './consumer-commands';
 import { demoCommand } from './demo-command';
 import { devCommand } from './dev-command';
+import { importCheckpointsCommand } from './import-command';
 import { workerCommand } from './worker-command';
 
 /** The package's version (package.json sits two levels up from src/cli and from dist/cli). */
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   program.addCommand(stopCommand());
   program.addCommand(statusCommand());
   program.addCommand(codecServerCommand());
+  program.addCommand(importCheckpointsCommand());
   for (const command of [program, ...program.commands]) command.createHelp = () => new EnvironmentHelp();
   return program;
 }

@@ -1,10 +1,11 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Command, Option } from 'commander';
 import { resolveAwsRegion } from '../aws/clients';
+import { InvalidConfigError } from '../errors';
 import type { RecordProcessorFactory } from '../record-processor';
 import { createKclWorker } from '../worker';
 import { DEFAULT_HEALTH_PORT, LIVENESS_PATH, READINESS_PATH, startHealthServer } from './health-server';
-import { parsePort, untilInterrupted } from './options';
+import { parseDuration, parsePort, untilInterrupted } from './options';
 import { loadProcessorFactory, parseProcessorSpecs } from './processor-module';
 import {
   addAwsOptions,
@@ -19,6 +20,8 @@ interface WorkerFlags extends TemporalFlags, AwsFlags {
   processor: string[];
   metricsPort?: number;
   healthPort?: number;
+  force?: boolean;
+  kclFailoverTime: number;
   logLevel: string;
 }
 
@@ -48,6 +51,18 @@ export function workerCommand(): Command {
         .env('TEMPORAL_KCL_HEALTH_PORT')
         .argParser(parsePort),
     )
+    .option(
+      '--force',
+      'take leases even from live Java KCL workers (whose lease counter moves within --kcl-failover-time) (default: off)',
+    )
+    .addOption(
+      new Option(
+        '--kcl-failover-time <duration>',
+        "KCL's failoverTimeMillis: a lease of another consumer that did not move for this long is stale and may be taken",
+      )
+        .argParser(parseDuration)
+        .default(10_000, '10s'),
+    )
     .addOption(
       new Option('--log-level <level>', 'Temporal SDK log level')
         .choices(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'])
@@ -57,6 +72,11 @@ export function workerCommand(): Command {
   addAwsOptions(command);
   return command.action(async (flags: WorkerFlags) => {
     const settings = resolveSettings(flags);
+    if (flags.kclFailoverTime > 50_000) {
+      throw new InvalidConfigError(
+        `--kcl-failover-time must be at most 50s (a lease claim runs within 60 s), got ${flags.kclFailoverTime} ms`,
+      );
+    }
     await resolveAwsRegion(settings.aws);
     const specs = parseProcessorSpecs(flags.processor);
     const processors: Record<string, RecordProcessorFactory> = {};
@@ -77,6 +97,7 @@ export function workerCommand(): Command {
       namespace: settings.namespace,
       taskQueue: settings.taskQueue,
       aws: settings.aws,
+      liveOwnerGuard: { failoverTimeMs: flags.kclFailoverTime, force: flags.force ?? false },
       ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
     });
     const running = worker.run();
