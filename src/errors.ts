@@ -148,3 +148,127 @@ export class CheckpointOutOfRangeError extends KclError {
     );
   }
 }
+
+/** Where a Temporal connection pointed, for the messages of the connection errors. */
+export interface TemporalTarget {
+  address: string;
+  namespace: string;
+  tls: boolean;
+  apiKey: boolean;
+}
+
+/** Nothing answers at the Temporal address (refused, unresolvable, timed out). */
+export class TemporalUnreachableError extends KclError {
+  override readonly name = 'TemporalUnreachable';
+  constructor(
+    readonly address: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `cannot reach Temporal at ${address} (${detail}); check the address (--address, TEMPORAL_ADDRESS or the ` +
+        '--profile in temporal.toml) and that the server runs and is reachable from here (locally: `temporal-kcl dev`)',
+      options,
+    );
+  }
+}
+
+/** The TLS handshake with Temporal failed: untrusted or mismatched server certificate, client certificate refused, or TLS against a plain port. */
+export class TemporalTlsError extends KclError {
+  override readonly name = 'TemporalTls';
+  constructor(
+    readonly address: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `TLS handshake with Temporal at ${address} failed (${detail}); check the server CA (--tls-ca-path, ` +
+        'TEMPORAL_TLS_SERVER_CA_CERT_PATH), the server name (--tls-server-name, TEMPORAL_TLS_SERVER_NAME), the client ' +
+        'certificate and key for mTLS (--tls-cert-path/--tls-key-path, TEMPORAL_TLS_CLIENT_CERT_PATH/_KEY_PATH), and ' +
+        'whether the server speaks TLS at all (TEMPORAL_TLS=false for a plain server)',
+      options,
+    );
+  }
+}
+
+/** Temporal refused the credentials (UNAUTHENTICATED or PERMISSION_DENIED). */
+export class TemporalAuthError extends KclError {
+  override readonly name = 'TemporalAuth';
+  constructor(
+    readonly target: TemporalTarget,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Temporal at ${target.address} refused the credentials for namespace ${target.namespace} (${detail}); ` +
+        (target.apiKey
+          ? 'check the API key (--api-key, TEMPORAL_API_KEY or the profile api_key): is it valid, unexpired, and allowed on this namespace?'
+          : 'the server wants credentials: set an API key (--api-key, TEMPORAL_API_KEY) or a client certificate (--tls-cert-path/--tls-key-path)'),
+      options,
+    );
+  }
+}
+
+/** The namespace does not exist on the Temporal server. */
+export class NamespaceNotFoundError extends KclError {
+  override readonly name = 'NamespaceNotFound';
+  constructor(
+    readonly target: TemporalTarget,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `namespace ${target.namespace} not found on Temporal at ${target.address}; check --namespace, TEMPORAL_NAMESPACE ` +
+        `or the profile namespace, or create it: temporal operator namespace create --namespace ${target.namespace}`,
+      options,
+    );
+  }
+}
+
+/** Custom search attributes temporal-kcl tags its workflows with are not registered on the namespace. */
+export class SearchAttributesMissingError extends KclError {
+  override readonly name = 'SearchAttributesMissing';
+  constructor(
+    readonly namespace: string,
+    /** `Name=Type` pairs, e.g. `KclApplication=Keyword`. */
+    readonly missing: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    const pairs = missing.map((pair) => {
+      const [name = pair, type = 'Keyword'] = pair.split('=');
+      return { name, type };
+    });
+    const names = pairs.map((pair) => pair.name);
+    // One command per attribute: the temporal CLI takes one --type per call (extra --name flags are not all registered).
+    const create = pairs
+      .map(
+        ({ name, type }) =>
+          `temporal operator search-attribute create --namespace ${namespace} --name ${name} --type ${type}`,
+      )
+      .join('\n  ');
+    super(
+      `search attribute(s) ${names.join(', ')} not registered on namespace ${namespace}; register them once with\n  ${create}\n` +
+        '(Temporal Cloud: tcld namespace search-attributes add, or the Cloud UI), or start without them: --no-search-attributes',
+      options,
+    );
+  }
+}
+
+/**
+ * A lease (or vmware-go-kcl checkpoint) is held by a live worker of another consumer library: a Java KCL lease whose
+ * counter moved within the failover time, or a vmware-go-kcl lease whose LeaseTimeout has not passed. Taking it would
+ * make two consumers process the shard. Retryable: once that worker stops, the lease goes stale and can be taken.
+ */
+export class LeaseHeldByLiveWorkerError extends KclError {
+  override readonly name = 'LeaseHeldByLiveWorker';
+  constructor(
+    readonly tableName: string,
+    readonly shardId: string,
+    readonly owner: string,
+    detail: string,
+  ) {
+    super(
+      `lease table ${tableName}: shard ${shardId} is held by a live worker, ${owner} (${detail}); stop that ` +
+        'application first (its leases then go stale), or take the lease anyway with --force',
+    );
+  }
+}

@@ -32,7 +32,15 @@ export {
 } from './workflows/stream-consumer';
 export { shardEndedSignal, type ShardEnded } from './workflows/stream-consumer-signals';
 export * from './ids';
-export * from './options';
+export {
+  DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+  FailureAction,
+  InitialPosition,
+  type OptionsValidation,
+  type ResolvedShardConsumerOptions,
+  type ShardConsumerOptions,
+  validateShardConsumerOptions,
+} from './options';
 export * from './consumer-types';
 export * from './search-attributes';
 export { FailureType } from './failure-types';
@@ -40,7 +48,13 @@ export * from './errors';
 // Payload codec
 export { KclPayloadCodec, parseCodecKey, type KclPayloadCodecOptions } from './codec/payload-codec';
 export { createCodecServer, type CodecServerOptions } from './codec/codec-server';
-// The lease table
-export { CheckpointTable, type Lease } from './checkpoint/checkpoint-table';
-// Local stack
-export { startDevStack, type DevStack, type DevStackOptions } from './dev/dev-stack';
+// Connecting to Temporal (profiles, TLS, API keys), with actionable errors
+export {
+  resolveTemporalConnection,
+  type TemporalConnectionFlags,
+  type TemporalConnectionSettings,
+} from './config/temporal-connection';
+export { connectClient, connectWorker, nativeConnectionOptions } from './client/connection';
+// The lease table's item, as status reports it (the table class itself is internal)
+export type { Lease } from './checkpoint/lease-item';
+// The local stack is not exported here: import it from 'temporal-kcl/dev' (it needs the development dependencies).

@@ -20,6 +20,7 @@ import {
   ProcessorHost,
 } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
+import type { LiveOwnerGuard } from './checkpoint/checkpoint-table';
 import { InvalidConfigError } from './errors';
 import type { ShardRef } from './consumer-types';
 import { DEFAULT_TASK_QUEUE, shardConsumerWorkflowId, workerTaskQueue } from './ids';
@@ -48,7 +49,7 @@ export interface KclWorkerOptions {
    */
   stickyQueueScheduleToStartTimeoutMs?: number;
   /**
-   * Time in-flight tasks get to finish on shutdown.
+   * Time in-flight tasks get to finish on shutdown (Kubernetes' terminationGracePeriodSeconds must be longer).
    * @default 30000
    */
   shutdownGraceTimeMs?: number;
@@ -59,6 +60,12 @@ export interface KclWorkerOptions {
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
+  /**
+   * A lease a Java KCL worker holds (its owner is not a temporal-kcl consumer) is taken only once it is stale: its
+   * counter did not move for `failoverTimeMs` (KCL's failoverTimeMillis). `force: true` takes it anyway.
+   * @default { failoverTimeMs: 10000, force: false }
+   */
+  liveOwnerGuard?: LiveOwnerGuard;
   /** Handlers for `deadLetter: { type: 'CALLBACK', name }`, by name. @default none */
   deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
@@ -68,6 +75,9 @@ export interface KclWorkerOptions {
   /** Extra Temporal worker options for the shared worker (tuning). */
   workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'activities'>>;
 }
+
+/** Default of {@link KclWorkerOptions.shutdownGraceTimeMs}: a container's stop grace must be longer. */
+export const DEFAULT_SHUTDOWN_GRACE_TIME_MS = 30_000;
 
 /** Default of {@link KclWorkerOptions.stickyQueueScheduleToStartTimeoutMs}. */
 export const DEFAULT_STICKY_QUEUE_TIMEOUT_MS = 500;
@@ -152,9 +162,10 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     cache,
     workerQueue,
     client,
+    liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
-  const shutdownGraceTime = options.shutdownGraceTimeMs ?? 30_000;
+  const shutdownGraceTime = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;
 
   const shared = await Worker.create({
     connection: options.connection,

@@ -3,12 +3,15 @@ import { GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kin
 import type { HashKeyRange, ParentStatus, ShardRef } from '../consumer-types';
 import { type Checkpoint, type ExtendedSequenceNumber, SentinelCheckpoint } from '../positions';
 import { kinesisFailure, leaseTableFailure } from './aws-failures';
+import type { LiveOwnerGuard } from '../checkpoint/checkpoint-table';
 import { leaseTables } from './lease-tables';
 import { countRetry, shardMetrics } from './metrics';
 
 export interface CheckpointActivityDeps {
   dynamoDb: DynamoDBClient;
   kinesis: KinesisClient;
+  /** Leases of live Java KCL workers are not taken (see LiveOwnerGuard). */
+  liveOwnerGuard?: LiveOwnerGuard;
 }
 
 export interface ClaimLeaseInput {
@@ -30,8 +33,8 @@ export interface CheckpointInput {
 }
 
 /** Activities on the lease table (DynamoDB), compatible with Java KCL's. */
-export function createCheckpointActivities({ dynamoDb, kinesis }: CheckpointActivityDeps) {
-  const table = leaseTables(dynamoDb);
+export function createCheckpointActivities({ dynamoDb, kinesis, liveOwnerGuard }: CheckpointActivityDeps) {
+  const table = leaseTables(dynamoDb, liveOwnerGuard);
 
   /** True while the shard is still in the stream (within retention). */
   const shardPresent = async (streamName: string, shardId: string): Promise<boolean> => {

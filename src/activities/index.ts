@@ -1,3 +1,4 @@
+import type { LiveOwnerGuard } from '../checkpoint/checkpoint-table';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { Client } from '@temporalio/client';
@@ -25,6 +26,8 @@ export interface ActivityDeps {
   client?: Client;
   /** Dead-letter handlers by name, for `deadLetter: { type: 'CALLBACK', name }`. */
   deadLetterHandlers?: Readonly<Record<string, DeadLetterHandler>>;
+  /** Leases of live Java KCL workers are not taken (see LiveOwnerGuard). */
+  liveOwnerGuard?: LiveOwnerGuard;
 }
 
 type Activity = (input: never) => Promise<unknown>;

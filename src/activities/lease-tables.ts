@@ -1,5 +1,5 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CheckpointTable } from '../checkpoint/checkpoint-table';
+import { CheckpointTable, type LiveOwnerGuard } from '../checkpoint/checkpoint-table';
 
 /**
  * Lease tables by name (and, for a multi-stream table, by stream identifier), each ensured (created on demand, schema
@@ -7,6 +7,7 @@ import { CheckpointTable } from '../checkpoint/checkpoint-table';
  */
 export function leaseTables(
   dynamoDb: DynamoDBClient,
+  liveOwnerGuard?: LiveOwnerGuard,
 ): (tableName: string, streamIdentifier?: string) => Promise<CheckpointTable> {
   const tables = new Map<string, Promise<CheckpointTable>>();
   return (tableName, streamIdentifier) => {
@@ -17,6 +18,7 @@ export function leaseTables(
         dynamoDb,
         tableName,
         ...(streamIdentifier !== undefined ? { streamIdentifier } : {}),
+        ...(liveOwnerGuard ? { liveOwnerGuard } : {}),
       });
       ready = table.ensureTable().then(() => table);
       tables.set(cacheKey, ready);

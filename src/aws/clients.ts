@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { InvalidConfigError } from '../errors';
 
 /** Static credentials, for emulators and tests. In production leave them out and let the AWS SDK's default chain find them. */
 export interface StaticCredentials {
@@ -13,11 +14,20 @@ export interface StaticCredentials {
 
 /** Where and how to reach Kinesis and DynamoDB. */
 export interface AwsConfig {
-  /** AWS region. @default process.env.AWS_REGION, else 'us-east-1' */
+  /**
+   * AWS region. @default the AWS SDK's region chain: `AWS_REGION`, then the region of the AWS profile (`AWS_PROFILE`,
+   * `~/.aws/config`)
+   */
   region?: string;
-  /** Kinesis endpoint override (an emulator or LocalStack), e.g. `http://127.0.0.1:4567`. @default the AWS endpoint of `region` */
+  /**
+   * Kinesis endpoint override (an emulator or LocalStack), e.g. `http://127.0.0.1:4567`.
+   * @default the AWS SDK's: `AWS_ENDPOINT_URL_KINESIS`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, else AWS
+   */
   kinesisEndpoint?: string;
-  /** DynamoDB endpoint override, e.g. `http://127.0.0.1:4568`. @default the AWS endpoint of `region` */
+  /**
+   * DynamoDB endpoint override, e.g. `http://127.0.0.1:4568`.
+   * @default the AWS SDK's: `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, else AWS
+   */
   dynamoDbEndpoint?: string;
   /** Static credentials. @default the AWS SDK's default credential provider chain */
   credentials?: StaticCredentials;
@@ -47,7 +57,8 @@ function httpHandler(maxSockets: number): NodeHttpHandler {
 
 function commonConfig(config: AwsConfig) {
   return {
-    region: config.region ?? process.env.AWS_REGION ?? 'us-east-1',
+    // No fallback of our own: the SDK's chain finds AWS_REGION or the profile's region.
+    ...(config.region ? { region: config.region } : {}),
     // A copy: the SDK annotates the credentials object it is given.
     ...(config.credentials ? { credentials: { ...config.credentials } } : {}),
     ...(config.maxAttempts !== undefined ? { maxAttempts: config.maxAttempts } : {}),
@@ -74,4 +85,22 @@ export function createDynamoDbClient(config: AwsConfig = {}): DynamoDBClient {
 /** Both clients from one config. */
 export function createAwsClients(config: AwsConfig = {}): { kinesis: KinesisClient; dynamoDb: DynamoDBClient } {
   return { kinesis: createKinesisClient(config), dynamoDb: createDynamoDbClient(config) };
+}
+
+/**
+ * The region the AWS SDK resolves for this config (flag, `AWS_REGION`, the profile's region), or an
+ * {@link InvalidConfigError} saying where to set one.
+ */
+export async function resolveAwsRegion(config: AwsConfig = {}): Promise<string> {
+  const client = createKinesisClient(config);
+  try {
+    return await client.config.region();
+  } catch (error) {
+    throw new InvalidConfigError(
+      `no AWS region: set --region, AWS_REGION, or region in the AWS profile (${process.env.AWS_PROFILE ? `profile ${process.env.AWS_PROFILE}` : 'AWS_PROFILE'}, ~/.aws/config)` +
+        ` (${error instanceof Error ? error.message : String(error)})`,
+    );
+  } finally {
+    client.destroy();
+  }
 }

@@ -29,6 +29,7 @@ import {
   InvalidConfigError,
   InvalidLeaseRequestError,
   LeaseContendedError,
+  LeaseHeldByLiveWorkerError,
   LeaseTableMissingError,
   LeaseTableSchemaError,
 } from '../errors';
@@ -63,6 +64,24 @@ export interface CheckpointTableOptions {
    * stream's leases only. Absent: a single-stream table, lease key = shard id (Java KCL's default layout).
    */
   streamIdentifier?: string;
+  /** Refuse to take leases that a live worker of another consumer (Java KCL) holds. @default no guard */
+  liveOwnerGuard?: LiveOwnerGuard;
+}
+
+/**
+ * A lease whose owner is not a temporal-kcl consumer is taken only once it is stale: its counter (which KCL workers
+ * increment to renew) did not move for `failoverTimeMs`, KCL's own rule for expired leases.
+ */
+export interface LiveOwnerGuard {
+  /** KCL's failoverTimeMillis. @default 10000 */
+  failoverTimeMs?: number;
+  /** Take the lease even from a live owner. @default false */
+  force?: boolean;
+}
+
+/** Owners temporal-kcl writes: `<workflow id>#<first run id>`, the workflow id starting with `temporal-kcl/`. */
+function isTemporalKclOwner(owner: string): boolean {
+  return /^temporal-kcl\/.+#.+$/.test(owner);
 }
 
 export interface ClaimInput {
@@ -107,6 +126,7 @@ export class CheckpointTable {
   readonly streamIdentifier: string | undefined;
   private readonly dynamoDb: DynamoDBClient;
   private readonly tableActiveTimeoutMs: number;
+  private readonly liveOwnerGuard: LiveOwnerGuard | undefined;
   private ensured: Promise<void> | undefined;
 
   constructor(options: CheckpointTableOptions) {
@@ -116,6 +136,7 @@ export class CheckpointTable {
     this.tableName = options.tableName;
     this.tableActiveTimeoutMs = options.tableActiveTimeoutMs ?? 120_000;
     this.streamIdentifier = options.streamIdentifier;
+    this.liveOwnerGuard = options.liveOwnerGuard;
   }
 
   /** The item key of a shard's lease: the shard id, or `<stream identifier>:<shard id>` in a multi-stream table. */
@@ -245,9 +266,14 @@ export class CheckpointTable {
       claimed[A.endingHashKey] = { S: input.hashKeyRange.endingHashKey };
     }
 
+    let guarded = false;
     for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
       if (attempt > 1) await sleep(backoffMs(attempt));
-      const stored = await this.readItem(shardId);
+      let stored = await this.readItem(shardId);
+      if (!guarded && stored) {
+        guarded = true;
+        stored = await this.checkNotLive(this.parse(stored), owner, stored);
+      }
       try {
         if (stored === undefined) {
           const item: Item = {
@@ -351,6 +377,44 @@ export class CheckpointTable {
     }
     const actual = await this.getLease(shardId);
     throw new CheckpointConflictError(shardId, owner, 0, actual?.owner, actual?.counter);
+  }
+
+  /**
+   * Creates the lease of a shard that has no item yet, without an owner, at `checkpoint` (counter 0, as KCL creates
+   * leases): an imported position that the first consumer to claim the shard resumes from.
+   *
+   * @returns true when written; false when the shard already has an item (left untouched).
+   */
+  async createLease(input: { shardId: string; checkpoint: Checkpoint; parentShardIds?: string[] }): Promise<boolean> {
+    const { shardId } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    const { value, sub } = checkpointValue(input.checkpoint, shardId);
+    const parents = [...new Set(input.parentShardIds ?? [])];
+    const item: Item = {
+      ...key(this.leaseKey(shardId)),
+      ...this.streamAttributes(shardId),
+      [A.leaseCounter]: { N: '0' },
+      [A.checkpoint]: { S: value },
+      [A.checkpointSubSequenceNumber]: { N: String(sub) },
+      [A.ownerSwitchesSinceCheckpoint]: { N: '0' },
+      ...(parents.length > 0 ? { [A.parentShardId]: { SS: parents } } : {}),
+    };
+    try {
+      await this.call(() =>
+        this.dynamoDb.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: item,
+            ConditionExpression: 'attribute_not_exists(#leaseKey)',
+            ExpressionAttributeNames: { '#leaseKey': A.leaseKey },
+          }),
+        ),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return false;
+      throw error;
+    }
   }
 
   /**
@@ -460,6 +524,33 @@ export class CheckpointTable {
     return actual && actual.owner === undefined && actual.counter === counter + 1
       ? { counter: counter + 1 }
       : undefined;
+  }
+
+  /**
+   * With a guard, a lease held by an owner other than temporal-kcl is watched for the failover time: if its counter or
+   * owner moves, a live KCL worker renews it and it is not taken. Returns the item as read last.
+   */
+  private async checkNotLive(current: Lease, claimant: string, stored: Item): Promise<Item> {
+    const guard = this.liveOwnerGuard;
+    const holder = current.owner;
+    if (!guard || guard.force || !holder || holder === claimant || isTemporalKclOwner(holder)) return stored;
+    const failoverTimeMs = guard.failoverTimeMs ?? 10_000;
+    await sleep(failoverTimeMs);
+    const again = await this.readItem(current.shardId);
+    const later = again && this.parse(again);
+    if (
+      later?.owner !== undefined &&
+      !isTemporalKclOwner(later.owner) &&
+      (later.counter !== current.counter || later.owner !== holder)
+    ) {
+      throw new LeaseHeldByLiveWorkerError(
+        this.tableName,
+        current.shardId,
+        later.owner,
+        `leaseCounter moved from ${current.counter} to ${later.counter} within the failover time of ${failoverTimeMs} ms`,
+      );
+    }
+    return again ?? stored;
   }
 
   private async createIfMissing(): Promise<void> {

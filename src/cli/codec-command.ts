@@ -21,7 +21,9 @@ export function codecServerCommand(): Command {
     )
     .option('--port <port>', 'port to listen on', parsePort, 8888)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .addOption(new Option('--key <key>', 'AES-256 key, base64 or hex').env('TEMPORAL_KCL_CODEC_KEY'))
+    .addOption(
+      new Option('--key <key>', 'AES-256 key, base64 or hex (default: none; required)').env('TEMPORAL_KCL_CODEC_KEY'),
+    )
     .option('--allow-origin <origin>', 'origin of the Temporal UI allowed to call (repeatable; default any)', collect)
     .action(async (flags: CodecFlags) => {
       if (!flags.key)

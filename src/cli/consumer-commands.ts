@@ -1,12 +1,15 @@
 import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { Command, Option } from 'commander';
-import { createDynamoDbClient, createKinesisClient } from '../aws/clients';
+import { createDynamoDbClient, createKinesisClient, resolveAwsRegion } from '../aws/clients';
+import { CheckpointTable } from '../checkpoint/checkpoint-table';
 import { prepareLeaseLayout } from '../checkpoint/lease-layout';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
-import { InvalidConfigError, KclError } from '../errors';
+import { isSearchAttributeRefusal, requireSearchAttributes } from '../client/connection';
+import { InvalidConfigError, KclError, SearchAttributesMissingError } from '../errors';
 import { defaultTableName, leaseTableNameProblem, streamConsumerWorkflowId } from '../ids';
-import type { Execution, InitialPosition } from '../options';
-import { parseDuration, parseInteger, parseTimestamp, untilInterrupted } from './options';
+import { searchAttributeCliPairs } from '../search-attributes';
+import { formatDuration, parseDuration, untilInterrupted } from './options';
+import { addShardOptionFlags, type ShardOptionFlags, shardOptionsFromFlags } from './shard-option-flags';
 import {
   addAwsOptions,
   addTemporalOptions,
@@ -15,7 +18,7 @@ import {
   resolveSettings,
   type TemporalFlags,
 } from './settings';
-import { renderStatus, statusJson } from './status-view';
+import { renderStatus, statusJson, statusProblems } from './status-view';
 
 interface ConsumerFlags extends TemporalFlags, AwsFlags {
   app: string;
@@ -42,70 +45,46 @@ function consumerCommand(name: string, description: string): Command {
   return command;
 }
 
-interface StartFlags extends ConsumerFlags {
-  initialPosition: InitialPosition;
-  execution: Execution;
-  timestamp?: string;
+interface StartFlags extends ConsumerFlags, ShardOptionFlags {
   processor: string;
-  maxRecords?: number;
   table?: string;
+  multiStream?: boolean;
   shardSyncInterval?: number;
   searchAttributes: boolean;
-  multiStream?: boolean;
 }
 
 export function startCommand(): Command {
   const command = consumerCommand(
     'start',
     'Start consuming a stream: one shard consumer per shard, following resharding.',
-  )
-    .addOption(
-      new Option(
-        '--initial-position <position>',
-        'where shards without a checkpoint start (child shards always start at TRIM_HORIZON)',
-      )
-        .choices(['LATEST', 'TRIM_HORIZON', 'AT_TIMESTAMP'])
-        .default('LATEST'),
-    )
-    .option(
-      '--timestamp <iso>',
-      'start time for --initial-position AT_TIMESTAMP (ISO-8601, e.g. 2026-01-31T12:00:00Z)',
-      parseTimestamp,
-    )
-    .addOption(
-      new Option(
-        '--execution <execution>',
-        "how batches run: per-batch (each batch a durable step, ~2 Temporal actions a batch, fast failover) or windowed (many batches per activity on the shard's worker, ~0.15 actions a second per busy shard, failover within the window heartbeat timeout)",
-      )
-        .choices(['per-batch', 'windowed'])
-        .default('per-batch'),
-    )
-    .option('--processor <name>', 'name of the processor factory registered on the workers', 'default')
-    .option('--max-records <n>', 'most records per GetRecords call (1-10000)', parseInteger(1, 10_000))
+  ).option('--processor <name>', 'name of the processor factory registered on the workers', 'default');
+  addShardOptionFlags(command)
     .option('--table <name>', 'lease table (default: the application name)')
     .option(
       '--multi-stream',
       "keep this stream's leases in Java KCL's multi-stream layout (<account>:<stream>:<epoch>:<shard>), so several " +
-        'streams share the lease table; every stream on the table needs it',
+        'streams share the lease table; every stream on the table needs it (default: single-stream)',
     )
     .option(
       '--shard-sync-interval <duration>',
-      'how often new shards are looked for (default 60s; children start as soon as their parent ends)',
+      'how often new shards are looked for; children start as soon as their parent ends (default: 60s)',
       parseDuration,
     )
     .option(
       '--no-search-attributes',
-      'do not tag workflows with KclApplication/KclStream/KclShard (for clusters without them)',
+      'do not tag workflows with KclApplication/KclStream/KclShard/KclState (for namespaces without them) (default: tag them)',
     );
   addAwsOptions(command);
   return command.action(async (flags: StartFlags) => {
     if (flags.initialPosition === 'AT_TIMESTAMP' && !flags.timestamp) {
       throw new InvalidConfigError('--initial-position AT_TIMESTAMP needs --timestamp <iso>');
     }
-    if (flags.timestamp && flags.initialPosition !== 'AT_TIMESTAMP') {
+    if (flags.timestamp && flags.initialPosition !== 'AT_TIMESTAMP' && !flags.options) {
       throw new InvalidConfigError('--timestamp only applies with --initial-position AT_TIMESTAMP');
     }
+    const shardOptions = shardOptionsFromFlags(flags);
     const settings = resolveSettings(flags);
+    const region = await resolveAwsRegion(settings.aws);
     const tableName = flags.table ?? defaultTableName(flags.app);
     const tableProblem = leaseTableNameProblem(tableName);
     if (tableProblem) throw new InvalidConfigError(tableProblem);
@@ -115,10 +94,12 @@ export function startCommand(): Command {
       try {
         await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: flags.stream }));
       } catch (error) {
+        const kinesisEndpoint =
+          settings.aws.kinesisEndpoint ?? process.env.AWS_ENDPOINT_URL_KINESIS ?? process.env.AWS_ENDPOINT_URL;
         if ((error as { name?: string }).name === 'ResourceNotFoundException') {
           throw new StreamNotFoundError(
             flags.stream,
-            `region ${settings.aws.region}${settings.aws.kinesisEndpoint ? `, endpoint ${settings.aws.kinesisEndpoint}` : ''}`,
+            `region ${region}${kinesisEndpoint ? `, endpoint ${kinesisEndpoint}` : ''}`,
           );
         }
         throw new KclError(
@@ -144,8 +125,9 @@ export function startCommand(): Command {
       kinesis.destroy();
       dynamoDb.destroy();
     }
-    const { client, close } = await connectClient(settings);
+    const { client, connection, close } = await connectClient(settings);
     try {
+      if (flags.searchAttributes) await requireSearchAttributes(connection, settings.namespace);
       const handle = await startStreamConsumer(client, {
         applicationName: flags.app,
         streamName: flags.stream,
@@ -155,12 +137,17 @@ export function startCommand(): Command {
         ...(flags.multiStream ? { multiStream: true } : {}),
         ...(flags.shardSyncInterval !== undefined ? { shardSyncIntervalMs: flags.shardSyncInterval } : {}),
         searchAttributes: flags.searchAttributes,
-        shardOptions: {
-          execution: flags.execution,
-          initialPosition: flags.initialPosition,
-          ...(flags.timestamp ? { initialPositionTimestamp: flags.timestamp } : {}),
-          ...(flags.maxRecords !== undefined ? { maxRecords: flags.maxRecords } : {}),
-        },
+        shardOptions,
+      }).catch((error: unknown) => {
+        if (!isSearchAttributeRefusal(error)) throw error;
+        const named = searchAttributeCliPairs().filter((pair) => String(error).includes(pair.split('=')[0] ?? pair));
+        throw new SearchAttributesMissingError(
+          settings.namespace,
+          named.length > 0 ? named : searchAttributeCliPairs(),
+          {
+            cause: error,
+          },
+        );
       });
       console.log(
         `started ${handle.workflowId} on task queue ${settings.taskQueue}; workers with processor '${flags.processor}' consume it`,
@@ -181,8 +168,15 @@ export function stopCommand(): Command {
     'stop',
     'Stop consuming a stream: every shard consumer gets shutdown(REQUESTED) and checkpoints.',
   )
-    .option('--no-wait', 'return once the stop is requested, without waiting for the consumers to finish')
-    .option('--timeout <duration>', 'how long to wait for the consumers to stop', parseDuration, 300_000)
+    .option(
+      '--no-wait',
+      'return once the stop is requested, without waiting for the consumers to finish (default: wait)',
+    )
+    .addOption(
+      new Option('--timeout <duration>', 'how long to wait for the consumers to stop')
+        .argParser(parseDuration)
+        .default(300_000, '5m'),
+    )
     .action(async (flags: StopFlags) => {
       const settings = resolveSettings(flags);
       const { client, close } = await connectClient(settings);
@@ -224,40 +218,69 @@ interface StatusFlags extends ConsumerFlags {
   json?: boolean;
   watch?: boolean;
   interval: number;
+  check?: boolean;
+  maxBehind: number;
+  table?: string;
 }
 
 export function statusCommand(): Command {
-  return consumerCommand(
+  const command = consumerCommand(
     'status',
-    'Show one row per shard: state, checkpoint, last processed record, records, millis behind.',
+    'Show one row per shard: state, checkpoint, last processed record, records, millis behind. Without a live worker ' +
+      'the states come from the KclState search attribute and the checkpoints from the lease table.',
   )
     .option('--json', 'print JSON')
     .option('--watch', 'keep refreshing until Ctrl-C')
-    .option('--interval <duration>', 'refresh interval with --watch', parseDuration, 2_000)
-    .action(async (flags: StatusFlags) => {
-      const settings = resolveSettings(flags);
-      const { client, close } = await connectClient(settings);
-      const ref = { applicationName: flags.app, streamName: flags.stream };
-      try {
-        if (!flags.watch) {
-          const status = await getStreamProgress(client, ref);
-          console.log(flags.json ? JSON.stringify(statusJson(status), null, 2) : renderStatus(status));
-          return;
+    .addOption(
+      new Option('--interval <duration>', 'refresh interval with --watch')
+        .argParser(parseDuration)
+        .default(2_000, '2s'),
+    )
+    .option(
+      '--check',
+      'exit 1 (listing why on stderr) when a shard is HALTED or WAITING_FOR_WORKER, or behind by more than --max-behind',
+    )
+    .addOption(
+      new Option('--max-behind <duration>', 'with --check: most lag (millisBehindLatest) a healthy shard may have')
+        .argParser(parseDuration)
+        .default(300_000, '5m'),
+    )
+    .option('--table <name>', 'lease table read when no worker answers (default: the application name)');
+  addAwsOptions(command);
+  return command.action(async (flags: StatusFlags) => {
+    const settings = resolveSettings(flags);
+    const { client, close } = await connectClient(settings);
+    const ref = { applicationName: flags.app, streamName: flags.stream };
+    const dynamoDb = createDynamoDbClient({ ...settings.aws, maxAttempts: 2 });
+    const table = new CheckpointTable({ dynamoDb, tableName: flags.table ?? defaultTableName(flags.app) });
+    const progress = () => getStreamProgress(client, ref, { leases: () => table.listLeases() });
+    try {
+      if (!flags.watch) {
+        const summary = statusJson(await progress());
+        console.log(flags.json ? JSON.stringify(summary, null, 2) : renderStatus(summary));
+        if (flags.check) {
+          const problems = statusProblems(summary, flags.maxBehind);
+          for (const problem of problems) console.error(`unhealthy: ${problem}`);
+          if (problems.length > 0) process.exitCode = 1;
         }
-        const { default: logUpdate } = await import('log-update');
-        let stop = false;
-        void untilInterrupted().then(() => {
-          stop = true;
-        });
-        while (!stop) {
-          const status = await getStreamProgress(client, ref);
-          if (flags.json) console.log(JSON.stringify(statusJson(status)));
-          else logUpdate(`${renderStatus(status)}\n\nrefreshing every ${flags.interval} ms; Ctrl-C to quit`);
-          await new Promise((resolve) => setTimeout(resolve, flags.interval));
-        }
-        if (!flags.json) logUpdate.done();
-      } finally {
-        await close();
+        return;
       }
-    });
+      const { default: logUpdate } = await import('log-update');
+      let stop = false;
+      void untilInterrupted().then(() => {
+        stop = true;
+      });
+      while (!stop) {
+        const summary = statusJson(await progress());
+        if (flags.json) console.log(JSON.stringify(summary));
+        else
+          logUpdate(`${renderStatus(summary)}\n\nrefreshing every ${formatDuration(flags.interval)}; Ctrl-C to quit`);
+        await new Promise((resolve) => setTimeout(resolve, flags.interval));
+      }
+      if (!flags.json) logUpdate.done();
+    } finally {
+      dynamoDb.destroy();
+      await close();
+    }
+  });
 }

@@ -1,5 +1,6 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { runDemo } from '../demo/run-demo';
+import { requireDevDependencies } from '../dev/dev-dependencies';
 import { parseDuration, parseInteger, parsePort, untilInterrupted } from './options';
 
 interface DemoFlags {
@@ -19,7 +20,11 @@ export function demoCommand(): Command {
     )
     .option('--shards <n>', 'shards of the demo stream', parseInteger(1, 64), 4)
     .option('--rate <records/s>', 'user records per second', parseInteger(1, 10_000), 100)
-    .option('--split-after <duration>', 'split a shard after this long', parseDuration, 15_000)
+    .addOption(
+      new Option('--split-after <duration>', 'split a shard after this long')
+        .argParser(parseDuration)
+        .default(15_000, '15s'),
+    )
     .option(
       '--duration <duration>',
       'produce for this long, then stop and check (default: until Ctrl-C)',
@@ -28,6 +33,7 @@ export function demoCommand(): Command {
     .option('--temporal-port <port>', 'Temporal gRPC port (default: a free one)', parsePort)
     .option('--ui-port <port>', 'Temporal Web UI port (default: a free one)', parsePort)
     .action(async (flags: DemoFlags) => {
+      requireDevDependencies('demo');
       const { default: logUpdate } = await import('log-update');
       const interrupted = untilInterrupted();
       const summary = await runDemo({

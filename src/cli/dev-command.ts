@@ -2,6 +2,7 @@ import { createServer } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parsePort, untilInterrupted } from './options';
 import { type DevStack, KINESIS_EMULATORS, startDevStack } from '../dev/dev-stack';
+import { requireDevDependencies } from '../dev/dev-dependencies';
 import { getFreePort } from '../dev/net';
 
 function isFree(port: number): Promise<boolean> {
@@ -60,11 +61,15 @@ export function devCommand(): Command {
     .option('--dynamodb-port <port>', 'DynamoDB emulator port (default 4568, or a free one)', parsePort)
     .option('--db-file <path>', 'SQLite file that keeps Temporal state across restarts (default: in memory)')
     .option('--headless', 'run Temporal without its Web UI')
-    .option('--ui-codec-endpoint <url>', 'codec server the Web UI uses to decode payloads (see codec-server)')
+    .option(
+      '--ui-codec-endpoint <url>',
+      'codec server the Web UI uses to decode payloads (see codec-server) (default: none)',
+    )
     .addOption(
       new Option('--kinesis-emulator <name>', 'Kinesis emulator').choices(KINESIS_EMULATORS).default('kinesis-local'),
     )
     .action(async (flags: DevFlags) => {
+      requireDevDependencies('dev');
       const stack = await startDevStack({
         temporal: {
           port: await preferredPort('temporal', flags.temporalPort ?? 7233, flags.temporalPort !== undefined),

@@ -39,12 +39,37 @@ export function parseTimestamp(value: string): string {
   return date.toISOString();
 }
 
-/** Parses a duration flag such as 500ms, 30s, 5m or 1h into milliseconds. */
+const DURATION_UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+
+/**
+ * Parses a duration flag such as 500ms, 30s, 5m or 1h into milliseconds. A bare number is refused: whether it meant
+ * seconds or milliseconds cannot be told.
+ */
 export function parseDuration(value: string): number {
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(value);
-  if (!match?.[1]) throw new InvalidArgumentError(`expected a duration such as 500ms, 30s, 5m or 1h, got '${value}'`);
-  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Number(match[1]) * unit;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
+  if (!match?.[1] || !match[2]) {
+    const hint = /^\d+(\.\d+)?$/.test(value.trim())
+      ? ` (a bare number has no unit: write ${value.trim()}ms or ${value.trim()}s)`
+      : '';
+    throw new InvalidArgumentError(
+      `expected a duration with a unit: ms, s, m or h (e.g. 500ms, 2s, 1m, 1h), got '${value}'${hint}`,
+    );
+  }
+  const ms = Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS];
+  if (!Number.isInteger(ms)) throw new InvalidArgumentError(`'${value}' is not a whole number of milliseconds`);
+  return ms;
+}
+
+/** Formats milliseconds the way {@link parseDuration} reads them (the largest unit that divides them). */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

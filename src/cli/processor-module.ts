@@ -10,10 +10,18 @@ let typeScriptLoaderRegistered = false;
 async function registerTypeScriptLoader(): Promise<void> {
   if (typeScriptLoaderRegistered) return;
   typeScriptLoaderRegistered = true;
-  const esm = await import('tsx/esm/api');
-  esm.register();
-  const cjs = await import('tsx/cjs/api');
-  cjs.register();
+  try {
+    const esm = await import('tsx/esm/api');
+    esm.register();
+    const cjs = await import('tsx/cjs/api');
+    cjs.register();
+  } catch (error) {
+    typeScriptLoaderRegistered = false;
+    throw new InvalidConfigError(
+      `TypeScript processor modules load through tsx, an optional dependency of temporal-kcl that is not installed ` +
+        `(${error instanceof Error ? error.message : String(error)}): npm install tsx, or compile the processor to JavaScript`,
+    );
+  }
 }
 
 function describeExport(value: unknown): string {

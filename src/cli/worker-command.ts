@@ -1,8 +1,11 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Command, Option } from 'commander';
+import { resolveAwsRegion } from '../aws/clients';
+import { InvalidConfigError } from '../errors';
 import type { RecordProcessorFactory } from '../record-processor';
 import { createKclWorker } from '../worker';
-import { parsePort, untilInterrupted } from './options';
+import { DEFAULT_HEALTH_PORT, LIVENESS_PATH, READINESS_PATH, startHealthServer } from './health-server';
+import { parseDuration, parsePort, untilInterrupted } from './options';
 import { loadProcessorFactory, parseProcessorSpecs } from './processor-module';
 import {
   addAwsOptions,
@@ -16,6 +19,9 @@ import {
 interface WorkerFlags extends TemporalFlags, AwsFlags {
   processor: string[];
   metricsPort?: number;
+  healthPort?: number;
+  force?: boolean;
+  kclFailoverTime: number;
   logLevel: string;
 }
 
@@ -33,9 +39,29 @@ export function workerCommand(): Command {
       collect,
     )
     .addOption(
-      new Option('--metrics-port <port>', 'serve Prometheus metrics on this port (/metrics)')
+      new Option('--metrics-port <port>', 'serve Prometheus metrics on this port (/metrics) (default: off)')
         .env('TEMPORAL_KCL_METRICS_PORT')
         .argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        '--health-port <port>',
+        `serve ${LIVENESS_PATH} (liveness) and ${READINESS_PATH} (readiness) on this port (default: off; the Docker image sets ${DEFAULT_HEALTH_PORT})`,
+      )
+        .env('TEMPORAL_KCL_HEALTH_PORT')
+        .argParser(parsePort),
+    )
+    .option(
+      '--force',
+      'take leases even from live Java KCL workers (whose lease counter moves within --kcl-failover-time) (default: off)',
+    )
+    .addOption(
+      new Option(
+        '--kcl-failover-time <duration>',
+        "KCL's failoverTimeMillis: a lease of another consumer that did not move for this long is stale and may be taken",
+      )
+        .argParser(parseDuration)
+        .default(10_000, '10s'),
     )
     .addOption(
       new Option('--log-level <level>', 'Temporal SDK log level')
@@ -46,6 +72,12 @@ export function workerCommand(): Command {
   addAwsOptions(command);
   return command.action(async (flags: WorkerFlags) => {
     const settings = resolveSettings(flags);
+    if (flags.kclFailoverTime > 50_000) {
+      throw new InvalidConfigError(
+        `--kcl-failover-time must be at most 50s (a lease claim runs within 60 s), got ${flags.kclFailoverTime} ms`,
+      );
+    }
+    await resolveAwsRegion(settings.aws);
     const specs = parseProcessorSpecs(flags.processor);
     const processors: Record<string, RecordProcessorFactory> = {};
     for (const spec of specs) processors[spec.name] = await loadProcessorFactory(spec.path);
@@ -56,6 +88,8 @@ export function workerCommand(): Command {
         ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `0.0.0.0:${flags.metricsPort}` } } } }
         : {}),
     });
+    // Up before connecting, so probes see STARTING (live, not ready) rather than a refused connection.
+    const health = flags.healthPort ? await startHealthServer(flags.healthPort) : undefined;
     const connection = await connectWorker(settings);
     const worker = await createKclWorker({
       processors,
@@ -63,9 +97,11 @@ export function workerCommand(): Command {
       namespace: settings.namespace,
       taskQueue: settings.taskQueue,
       aws: settings.aws,
+      liveOwnerGuard: { failoverTimeMs: flags.kclFailoverTime, force: flags.force ?? false },
       ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
     });
     const running = worker.run();
+    health?.set('READY');
     console.error(
       `temporal-kcl worker ${worker.identity} ready: task queue ${settings.taskQueue} on ${settings.address} (namespace ${settings.namespace}), ` +
         `processors [${Object.keys(processors).join(', ')}]${flags.metricsPort ? `, metrics on :${flags.metricsPort}/metrics` : ''}`,
@@ -77,10 +113,14 @@ export function workerCommand(): Command {
       const force = () => process.exit(130);
       process.once('SIGINT', force);
       process.once('SIGTERM', force);
+      health?.set('STOPPING');
       await worker.shutdown();
     }
+    health?.set('STOPPING');
     await running;
     await connection.close();
+    health?.set('STOPPED');
+    await health?.close();
     console.error('worker stopped');
   });
 }

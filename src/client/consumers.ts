@@ -10,6 +10,7 @@ import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { InvalidConfigError, KclError } from '../errors';
 import { DEFAULT_TASK_QUEUE, defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../ids';
 import { type ShardConsumerOptions, streamConsumerSettingsProblems, validateShardConsumerOptions } from '../options';
+import type { Lease } from '../checkpoint/lease-item';
 import { KCL_APPLICATION, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { progressQuery, type shardConsumerWorkflow } from '../workflows/shard-consumer';
 import {
@@ -177,10 +178,31 @@ export async function stopStreamConsumer(client: Client, ref: StreamConsumerRef 
   });
 }
 
+/** A shard's state when its consumer runs but no worker answered its query (no worker polls the task queue). */
+export const WAITING_FOR_WORKER = 'WAITING_FOR_WORKER';
+
 export interface StreamStatus {
   stream: StreamProgress;
   /** One entry per shard the consumer started, with the shard consumer's own progress when it could be queried. */
-  shards: (StreamProgress['shards'][number] & { progress?: ShardProgress; error?: string })[];
+  shards: (StreamProgress['shards'][number] & {
+    progress?: ShardProgress;
+    error?: string;
+    /** Set when the query went unanswered: the last state the consumer recorded in the KclState search attribute. */
+    lastKnownState?: string;
+    /** Set when the query went unanswered: the shard's lease, read from the lease table. */
+    lease?: Lease;
+  })[];
+  /** Where the numbers come from: the consumers' queries, or (no live worker) search attributes and the lease table. */
+  source: 'queries' | 'search-attributes-and-lease-table';
+}
+
+export interface StreamProgressOptions {
+  /** Shard queries in flight at once. @default 16 */
+  concurrency?: number;
+  /** How long a query may wait for a worker to answer it before the fallback applies. @default 5000 */
+  queryTimeoutMs?: number;
+  /** The lease table, read when the consumers' queries cannot be answered (no live worker). */
+  leases?: () => Promise<Lease[]>;
 }
 
 /** The progress of an ended shard consumer, from its result. */
@@ -233,9 +255,22 @@ export async function withWindowProgress(
 export async function getStreamProgress(
   client: Client,
   ref: StreamConsumerRef,
-  concurrency = 16,
+  options: StreamProgressOptions | number = {},
 ): Promise<StreamStatus> {
-  const stream = await withConsumer(client, ref, (handle) => handle.query(streamProgressQuery));
+  const {
+    concurrency = 16,
+    queryTimeoutMs = 5_000,
+    leases,
+  } = typeof options === 'number' ? { concurrency: options } : options;
+  const withTimeout = <T>(fn: () => Promise<T>) => client.connection.withDeadline(Date.now() + queryTimeoutMs, fn);
+  let stream: StreamProgress;
+  try {
+    stream = await withConsumer(client, ref, (handle) => withTimeout(() => handle.query(streamProgressQuery)));
+  } catch (error) {
+    if (error instanceof ConsumerNotFoundError) throw error;
+    // No worker answered: what Temporal's visibility and the lease table know, without a worker.
+    return await statusWithoutWorker(client, ref, leases, error);
+  }
   const shards: StreamStatus['shards'] = stream.shards.map((shard) => ({ ...shard }));
   let next = 0;
   await Promise.all(
@@ -250,7 +285,7 @@ export async function getStreamProgress(
           // An ended consumer's result holds its final position: no worker needed to answer.
           shard.progress =
             shard.state === 'RUNNING'
-              ? await withWindowProgress(client, handle, await handle.query(progressQuery))
+              ? await withWindowProgress(client, handle, await withTimeout(() => handle.query(progressQuery)))
               : progressFromResult(await handle.result());
         } catch (error) {
           shard.error = error instanceof Error ? error.message : String(error);
@@ -258,5 +293,82 @@ export async function getStreamProgress(
       }
     }),
   );
-  return { stream, shards };
+  return { stream, shards, source: 'queries' };
+}
+
+function quoted(value: string): string {
+  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * The status when the stream consumer's query cannot be answered: its state from `describe`, the shard consumers and
+ * their last recorded state from the Kcl* search attributes, positions and owners from the lease table.
+ */
+async function statusWithoutWorker(
+  client: Client,
+  ref: StreamConsumerRef,
+  leases: StreamProgressOptions['leases'],
+  queryError: unknown,
+): Promise<StreamStatus> {
+  const streamId = streamConsumerWorkflowId(ref.applicationName, ref.streamName);
+  const description = await client.workflow.getHandle(streamId).describe();
+  const running = description.status.name === 'RUNNING';
+  const shards = new Map<string, StreamStatus['shards'][number]>();
+  const prefix = `${streamId}/`;
+  try {
+    const query = `${KCL_APPLICATION.name} = ${quoted(ref.applicationName)} AND ${KCL_STREAM.name} = ${quoted(ref.streamName)}`;
+    for await (const execution of client.workflow.list({ query })) {
+      if (!execution.workflowId.startsWith(prefix)) continue;
+      const shardId = execution.workflowId.slice(prefix.length);
+      const shardRunning = execution.status.name === 'RUNNING';
+      const recorded = execution.typedSearchAttributes.get(KCL_STATE);
+      shards.set(shardId, {
+        shardId,
+        workflowId: execution.workflowId,
+        state: shardRunning ? 'RUNNING' : 'ENDED',
+        ...(shardRunning ? {} : { reason: 'CLOSED' as const }),
+        ...(recorded ? { lastKnownState: recorded } : {}),
+      });
+    }
+  } catch {
+    // Without the search attributes (--no-search-attributes), the lease table alone lists the shards.
+  }
+  const leaseList = leases ? await leases().catch(() => [] as Lease[]) : [];
+  for (const lease of leaseList) {
+    const known = shards.get(lease.shardId);
+    const ended = lease.checkpoint === 'SHARD_END';
+    shards.set(lease.shardId, {
+      shardId: lease.shardId,
+      workflowId: shardConsumerWorkflowId(ref.applicationName, ref.streamName, lease.shardId),
+      state: known?.state ?? (ended || !running ? 'ENDED' : 'RUNNING'),
+      ...(known?.reason ? { reason: known.reason } : ended ? { reason: 'TERMINATE' as const } : {}),
+      ...(known?.lastKnownState ? { lastKnownState: known.lastKnownState } : {}),
+      lease,
+    });
+  }
+  const detail = queryError instanceof Error ? queryError.message : String(queryError);
+  const list = [...shards.values()]
+    .sort((a, b) => (a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0))
+    .map((shard) => ({
+      ...shard,
+      ...(shard.state === 'RUNNING' ? { error: `no worker answered (${detail})` } : {}),
+    }));
+  return {
+    stream: {
+      applicationName: ref.applicationName,
+      streamName: ref.streamName,
+      state: running ? 'RUNNING' : 'ENDED',
+      shards: list.map(({ shardId, workflowId, state, reason }) => ({
+        shardId,
+        workflowId,
+        state,
+        ...(reason ? { reason } : {}),
+      })),
+      started: list.length,
+      restarts: 0,
+      run: 0,
+    },
+    shards: list,
+    source: 'search-attributes-and-lease-table',
+  };
 }

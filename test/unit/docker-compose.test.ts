@@ -13,7 +13,13 @@ import { isAbsolute, posix, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { AWS_STANDARD_VARIABLES, ENVIRONMENT_VARIABLES, readEnvironment } from '../../src/config/environment';
+import {
+  AWS_STANDARD_VARIABLES,
+  ENVIRONMENT_VARIABLES,
+  readEnvironment,
+  TEMPORAL_CLIENT_VARIABLES,
+} from '../../src/config/environment';
+import { DEFAULT_HEALTH_PORT, READINESS_PATH } from '../../src/cli/health-server';
 import { searchAttributeCliPairs } from '../../src/search-attributes';
 
 const root = resolve(__dirname, '../..');
@@ -54,7 +60,15 @@ type ComposeService = z.infer<typeof serviceSchema>;
 type ComposeFile = z.infer<typeof composeSchema>;
 
 /** The services the README, the tools and the worker rely on. */
-const REQUIRED_SERVICES = ['postgresql', 'temporal', 'temporal-setup', 'temporal-ui', 'localstack', 'worker'];
+const REQUIRED_SERVICES = [
+  'postgresql',
+  'temporal-admin-tools',
+  'temporal',
+  'temporal-setup',
+  'temporal-ui',
+  'localstack',
+  'worker',
+];
 /** Host ports users and tools reach: Temporal frontend, Temporal UI, LocalStack. */
 const REQUIRED_HOST_PORTS = [7233, 8080, 4566];
 /** What the worker cannot run without. */
@@ -202,7 +216,11 @@ function environmentOf(service: ComposeService): Record<string, string | undefin
   );
 }
 
-const KNOWN_VARIABLES = new Set<string>([...Object.keys(ENVIRONMENT_VARIABLES), ...AWS_STANDARD_VARIABLES]);
+const KNOWN_VARIABLES = new Set<string>([
+  ...Object.keys(ENVIRONMENT_VARIABLES),
+  ...TEMPORAL_CLIENT_VARIABLES,
+  ...AWS_STANDARD_VARIABLES,
+]);
 
 function unknownVariables(environment: Record<string, string | undefined>): string[] {
   return Object.keys(environment).filter((name) => !KNOWN_VARIABLES.has(name));
@@ -242,6 +260,12 @@ const SHELL_SEPARATORS = new Set([';', '&&', '||', '|', 'do', 'then', 'done', 'f
 
 /** Every `temporal operator search-attribute create` in a shell script or exec-form command. */
 function searchAttributeRegistrations(script: string): SearchAttributeRegistration[] {
+  // `for name in A B; do ... --name "$name" ...` registers A and B.
+  const loops = new Map(
+    [...script.matchAll(/\bfor\s+(\w+)\s+in\s+([^;\n]+?)\s*(?:;|\n)\s*do\b/g)].map(
+      (match) => [match[1] ?? '', (match[2] ?? '').trim().split(/\s+/)] as const,
+    ),
+  );
   const lines = script.replace(/\\\r?\n/g, ' ').split(/\r?\n/);
   return lines.flatMap((line) => {
     const tokens = line
@@ -265,16 +289,22 @@ function searchAttributeRegistrations(script: string): SearchAttributeRegistrati
     };
     const names: string[] = [];
     const types: string[] = [];
+    let repeat = 1;
     for (let i = start + 4; i < tokens.length && !SHELL_SEPARATORS.has(tokens[i] ?? ''); i++) {
       const token = tokens[i] ?? '';
       const [flag, inline] = token.startsWith('--') && token.includes('=') ? token.split(/=(.*)/s) : [token, undefined];
       const value = () => inline ?? tokens[++i] ?? '';
-      if (flag === '--name') names.push(value());
-      else if (flag === '--type') types.push(value());
+      if (flag === '--name') {
+        const name = value();
+        const looped = loops.get(/^\$\{?(\w+)\}?$/.exec(name)?.[1] ?? '');
+        if (looped) repeat = looped.length;
+        names.push(...(looped ?? [name]));
+      } else if (flag === '--type') types.push(value());
       else if (flag === '--namespace' || flag === '-n') registration.namespace = value();
       else if (flag === '--address') registration.address = value();
       else registration.problems.push(`unexpected argument ${token}`);
     }
+    if (repeat > 1 && types.length === 1) types.push(...Array<string>(repeat - 1).fill(types[0] ?? ''));
     if (names.length !== types.length) registration.problems.push(`${names.length} names but ${types.length} types`);
     registration.pairs = names.map((name, i) => `${name}=${types[i] ?? '?'}`);
     return [registration];
@@ -497,11 +527,43 @@ describe('docker-compose.yml', () => {
     const compose = loadCompose();
 
     assert.deepEqual(unpinnedImages(compose), []);
-    const images = Object.values(compose.services).map((service) => service.image);
-    assert.ok(
-      images.some((image) => image?.startsWith('temporalio/auto-setup:1.2')),
-      'Temporal 1.2x auto-setup',
+    const images = Object.values(compose.services).flatMap((service) => (service.image ? [service.image] : []));
+    assert.deepEqual(
+      images.filter((image) => image.startsWith('temporalio/auto-setup')),
+      [],
+      'no deprecated auto-setup image',
     );
+    const server = images.find((image) => image.startsWith('temporalio/server:'));
+    const adminTools = images.filter((image) => image.startsWith('temporalio/admin-tools:'));
+    assert.ok(server, 'the Temporal server image');
+    assert.ok(adminTools.length > 0, 'the admin-tools image');
+    const version = server.split(':')[1];
+    for (const image of adminTools) assert.equal(image.split(':')[1], version, `${image} matches ${server}`);
+  });
+
+  test('sets up the SQL schemas with admin-tools before the server starts, and mounts only files it has', () => {
+    const compose = loadCompose();
+    const adminTools = compose.services['temporal-admin-tools'] ?? {};
+    const script = commandText(adminTools);
+
+    for (const step of ['create', 'setup-schema', 'update-schema'])
+      assert.match(script, new RegExp(`temporal-sql-tool .*${step}|\\$tool ${step}`));
+    assert.match(script, /\btemporal_visibility\b/);
+    assert.deepEqual(Object.fromEntries(dependenciesOf(compose.services.temporal ?? {})), {
+      'temporal-admin-tools': 'service_completed_successfully',
+    });
+    const mounts = Object.values(compose.services).flatMap((service) =>
+      z
+        .array(z.string())
+        .catch([])
+        .parse((service as { volumes?: unknown }).volumes ?? []),
+    );
+    const missing = mounts
+      .filter((mount) => mount.startsWith('./'))
+      .map((mount) => mount.split(':')[0] ?? '')
+      .filter((source) => !existsSync(resolve(root, source)));
+    assert.deepEqual(missing, []);
+    assert.ok(compose.services.worker?.healthcheck?.test, 'the worker has a health check');
   });
 
   test('takes nothing from the host environment: every $ is escaped as $$', () => {
@@ -609,6 +671,24 @@ describe('the worker image', () => {
     const exposed = finalStage.instructions.filter((i) => i.keyword === 'EXPOSE').flatMap((i) => i.args.split(/\s+/));
 
     assert.ok(exposed.includes(environmentOf(worker).TEMPORAL_KCL_METRICS_PORT ?? ''), `EXPOSE ${exposed.join(' ')}`);
+  });
+
+  test('has a HEALTHCHECK on the readiness endpoint of the health port it sets and exposes', () => {
+    const { finalStage } = loadImage();
+    assert.ok(finalStage);
+    const env = Object.fromEntries(
+      finalStage.instructions
+        .filter((i) => i.keyword === 'ENV')
+        .map((i) => /^(\S+?)[= ](.*)$/.exec(i.args)?.slice(1) ?? [])
+        .map(([name = '', value = '']) => [name, value]),
+    );
+    const healthchecks = finalStage.instructions.filter((i) => i.keyword === 'HEALTHCHECK');
+    const exposed = finalStage.instructions.filter((i) => i.keyword === 'EXPOSE').flatMap((i) => i.args.split(/\s+/));
+
+    assert.equal(env.TEMPORAL_KCL_HEALTH_PORT, String(DEFAULT_HEALTH_PORT));
+    assert.ok(exposed.includes(String(DEFAULT_HEALTH_PORT)), `EXPOSE ${exposed.join(' ')}`);
+    assert.equal(healthchecks.length, 1);
+    assert.match(healthchecks[0]?.args ?? '', new RegExp(`TEMPORAL_KCL_HEALTH_PORT.*${READINESS_PATH}`));
   });
 
   test('copies only files the repository has, or outputs of its build stage', () => {
