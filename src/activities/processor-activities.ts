@@ -160,52 +160,58 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
       const cacheExitTime = new Date();
       try {
         return await withHeartbeats(() =>
-          host.process(input.ref, input.pin, input.handle, async (processor) => {
-            const batch = cache.require(input.handle, input.ref.shardId);
-            const last = batch.records.at(-1);
-            const lease = await leaseFor(input.ref, input.pin, input.lease, input.lastCheckpoint);
-            const checkpointer = durableCheckpointer(
-              input.ref.shardId,
-              lease,
-              input.lastCheckpoint,
-              last ? positionOf(last) : input.lastProcessed,
-              batch.records,
-            );
-            const started = Date.now();
-            try {
-              await processor.processRecords({
-                records: batch.records,
-                millisBehindLatest: batch.millisBehindLatest,
-                checkpointer,
-                cacheEntryTime: new Date(batch.readAt),
-                cacheExitTime,
-              });
-            } catch (error) {
+          host.process(
+            input.ref,
+            input.pin,
+            input.handle,
+            async (processor) => {
+              const batch = cache.require(input.handle, input.ref.shardId);
+              const last = batch.records.at(-1);
+              const lease = await leaseFor(input.ref, input.pin, input.lease, input.lastCheckpoint);
+              const checkpointer = durableCheckpointer(
+                input.ref.shardId,
+                lease,
+                input.lastCheckpoint,
+                last ? positionOf(last) : input.lastProcessed,
+                batch.records,
+              );
+              const started = Date.now();
+              try {
+                await processor.processRecords({
+                  records: batch.records,
+                  millisBehindLatest: batch.millisBehindLatest,
+                  checkpointer,
+                  cacheEntryTime: new Date(batch.readAt),
+                  cacheExitTime,
+                });
+              } catch (error) {
+                await checkpointer.settled();
+                if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
+                const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
+                throw processorFailure(
+                  error,
+                  `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt + (input.priorAttempts ?? 0)},`,
+                );
+              }
               await checkpointer.settled();
               if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
-              const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
-              throw processorFailure(
-                error,
-                `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt + (input.priorAttempts ?? 0)},`,
-              );
-            }
-            await checkpointer.settled();
-            if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
-            const durationMs = Date.now() - started;
-            const metrics = shardMetrics(input.ref);
-            metrics.processRecordsTime(durationMs);
-            metrics.recordsProcessed(batch.records.length);
-            metrics.bytesProcessed(batch.bytes);
-            for (let i = 0; i < lease.writes; i++) metrics.checkpoint();
-            cache.release(input.handle);
-            const written = checkpointer.checkpointRequested;
-            return {
-              durationMs,
-              counter: lease.counter,
-              ...(lease.writes > 0 ? { checkpoints: lease.writes } : {}),
-              ...(written ? { checkpoint: written } : {}),
-            };
-          }),
+              const durationMs = Date.now() - started;
+              const metrics = shardMetrics(input.ref);
+              metrics.processRecordsTime(durationMs);
+              metrics.recordsProcessed(batch.records.length);
+              metrics.bytesProcessed(batch.bytes);
+              for (let i = 0; i < lease.writes; i++) metrics.checkpoint();
+              cache.release(input.handle);
+              const written = checkpointer.checkpointRequested;
+              return {
+                durationMs,
+                counter: lease.counter,
+                ...(lease.writes > 0 ? { checkpoints: lease.writes } : {}),
+                ...(written ? { checkpoint: written } : {}),
+              };
+            },
+            Context.current().cancellationSignal,
+          ),
         );
       } catch (error) {
         throw processorFailure(error, `processRecords of ${input.ref.shardId}`);

@@ -57,6 +57,15 @@ export function refusalFailure(error: HostRefusedError): ApplicationFailure {
 
 const RECENT_OUTCOMES = 4;
 
+/** Rejects when the signal aborts (with its reason). */
+function abandoned(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+}
+
 function shardKey(ref: ShardRef): string {
   return JSON.stringify([ref.applicationName, ref.streamName, ref.shardId]);
 }
@@ -157,19 +166,24 @@ export class ProcessorHost {
     pin: string,
     handle: string,
     fn: (processor: RecordProcessor) => Promise<T>,
+    abandon?: AbortSignal,
   ): Promise<T> {
     this.refuseIfDraining(ref);
     const hosted = this.lookup(ref, pin);
-    return this.serialize(hosted, async () => {
-      if (hosted.completed.has(handle)) return hosted.completed.get(handle) as T;
-      const outcome = await fn(await hosted.ready);
-      hosted.completed.set(handle, outcome);
-      if (hosted.completed.size > RECENT_OUTCOMES) {
-        const oldest = hosted.completed.keys().next().value;
-        if (oldest !== undefined) hosted.completed.delete(oldest);
-      }
-      return outcome;
-    });
+    return this.serialize(
+      hosted,
+      async () => {
+        if (hosted.completed.has(handle)) return hosted.completed.get(handle) as T;
+        const outcome = await fn(await hosted.ready);
+        hosted.completed.set(handle, outcome);
+        if (hosted.completed.size > RECENT_OUTCOMES) {
+          const oldest = hosted.completed.keys().next().value;
+          if (oldest !== undefined) hosted.completed.delete(oldest);
+        }
+        return outcome;
+      },
+      abandon,
+    );
   }
 
   /** The newest lease counter known for the pin on this worker. */
@@ -303,11 +317,17 @@ export class ProcessorHost {
     }
   }
 
-  private serialize<T>(hosted: HostedProcessor, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` after the instance's running call. With `abandon`: once it aborts (the call ran out of time, or its
+   * activity was cancelled), the call is given up — it rejects with the signal's reason and the next call no longer
+   * waits for it — though a processor that never returns keeps running in the background; nothing can stop it.
+   */
+  private serialize<T>(hosted: HostedProcessor, fn: () => Promise<T>, abandon?: AbortSignal): Promise<T> {
     const run = hosted.tail.then(fn, fn);
-    hosted.tail = run.catch(() => undefined);
+    const given = abandon ? Promise.race([run, abandoned(abandon)]) : run;
+    hosted.tail = given.catch(() => undefined);
     hosted.lastUsed = Date.now();
-    return run.finally(() => {
+    return given.finally(() => {
       hosted.lastUsed = Date.now();
     });
   }

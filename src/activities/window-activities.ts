@@ -41,6 +41,8 @@ export interface WindowInput {
   bounds: { durationMs: number; maxBatches: number; maxQuietMs: number };
   /** Heartbeat (with the position) this often; the activity's heartbeat timeout is a little longer. */
   heartbeatEveryMs: number;
+  /** A `processRecords` call that takes longer fails the batch (`processTimeoutMs`). */
+  processTimeoutMs: number;
 }
 
 /** Why a window ended. */
@@ -204,49 +206,66 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
     lease: LeaseWriter,
   ): Promise<'OK' | { error: string }> {
     const { ref, pin } = input;
+    // A processRecords that outlives processTimeoutMs fails the batch, as its start-to-close timeout does per-batch.
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () =>
+        timeout.abort(
+          new BatchFailed(`processRecords of ${ref.shardId} did not return within ${input.processTimeoutMs} ms`),
+        ),
+      input.processTimeoutMs,
+    );
     try {
-      await host.process(ref, pin, batch.handle, async (processor) => {
-        const cached = cache.require(batch.handle, ref.shardId);
-        const last = cached.records.at(-1);
-        const checkpointer = new RangeCheckpointer(
-          ref.shardId,
-          lease.checkpoint ?? cursor.checkpoint,
-          last ? batch.lastDelivered : cursor.lastProcessed,
-          cached.records,
-          (position) => lease.write(position),
-        );
-        const started = Date.now();
-        const writesBefore = lease.writes;
-        let failure: string | undefined;
-        try {
-          await processor.processRecords({
-            records: cached.records,
-            millisBehindLatest: cached.millisBehindLatest,
-            checkpointer,
-            cacheEntryTime: new Date(cached.readAt),
-            cacheExitTime: new Date(started),
-          });
-        } catch (error) {
-          const range = last ? ` (records ${formatPosition(cached.records[0])}..${formatPosition(last)})` : '';
-          failure = `processRecords of ${ref.shardId}${range} threw ${describe(error)}`;
-        }
-        await checkpointer.settled();
-        if (checkpointer.writeFailure)
-          throw leaseTableFailure(checkpointer.writeFailure, `checkpointing ${ref.shardId}`);
-        cursor.counters.checkpoints += lease.writes - writesBefore;
-        // Thrown, not returned: the host remembers completed batches, and a failed one must be deliverable again.
-        if (failure !== undefined) throw new BatchFailed(failure);
-        const metrics = shardMetrics(ref);
-        metrics.processRecordsTime(Date.now() - started);
-        metrics.recordsProcessed(cached.records.length);
-        metrics.bytesProcessed(cached.bytes);
-        for (let i = writesBefore; i < lease.writes; i++) metrics.checkpoint();
-        cache.release(batch.handle);
-        return { durationMs: Date.now() - started };
-      });
+      await host.process(
+        ref,
+        pin,
+        batch.handle,
+        async (processor) => {
+          const cached = cache.require(batch.handle, ref.shardId);
+          const last = cached.records.at(-1);
+          const checkpointer = new RangeCheckpointer(
+            ref.shardId,
+            lease.checkpoint ?? cursor.checkpoint,
+            last ? batch.lastDelivered : cursor.lastProcessed,
+            cached.records,
+            (position) => lease.write(position),
+          );
+          const started = Date.now();
+          const writesBefore = lease.writes;
+          let failure: string | undefined;
+          try {
+            await processor.processRecords({
+              records: cached.records,
+              millisBehindLatest: cached.millisBehindLatest,
+              checkpointer,
+              cacheEntryTime: new Date(cached.readAt),
+              cacheExitTime: new Date(started),
+            });
+          } catch (error) {
+            const range = last ? ` (records ${formatPosition(cached.records[0])}..${formatPosition(last)})` : '';
+            failure = `processRecords of ${ref.shardId}${range} threw ${describe(error)}`;
+          }
+          await checkpointer.settled();
+          if (checkpointer.writeFailure)
+            throw leaseTableFailure(checkpointer.writeFailure, `checkpointing ${ref.shardId}`);
+          cursor.counters.checkpoints += lease.writes - writesBefore;
+          // Thrown, not returned: the host remembers completed batches, and a failed one must be deliverable again.
+          if (failure !== undefined) throw new BatchFailed(failure);
+          const metrics = shardMetrics(ref);
+          metrics.processRecordsTime(Date.now() - started);
+          metrics.recordsProcessed(cached.records.length);
+          metrics.bytesProcessed(cached.bytes);
+          for (let i = writesBefore; i < lease.writes; i++) metrics.checkpoint();
+          cache.release(batch.handle);
+          return { durationMs: Date.now() - started };
+        },
+        timeout.signal,
+      );
     } catch (error) {
       if (error instanceof BatchFailed) return { error: error.message };
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     return 'OK';
   }

@@ -65,6 +65,8 @@ export class ShardContext {
     this.initializer = initializeActivities(options);
     this.searchable = workflowInfo().typedSearchAttributes.get(KCL_APPLICATION) !== undefined;
     this.cursor = input.cursor;
+    // A continued run carries the search attributes over: it is PROCESSING already (no upsert, an action, to say so).
+    if (input.cursor) this.state = ConsumerState.PROCESSING;
     this.parentShardIds = input.parentShardIds ?? input.cursor?.parentShardIds ?? [];
     this.hashKeyRange = input.cursor?.hashKeyRange ?? input.hashKeyRange;
   }

@@ -44,6 +44,7 @@ async function runWindow(ctx: ShardContext, p: Pin, first: BatchSummary | undefi
       maxQuietMs: options.maxIdleWaitMs,
     },
     heartbeatEveryMs: windowHeartbeatEveryMs(options),
+    processTimeoutMs: options.processTimeoutMs,
   });
   const stopped = await Promise.race([window.then(() => false), condition(() => ctx.stopRequested)]);
   if (stopped && ctx.stopRequested) {
