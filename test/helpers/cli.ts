@@ -126,10 +126,12 @@ export interface CliResult {
 /** Runs `temporal-kcl <args>` to completion (SIGKILLed after `timeoutMs`, which then shows as its signal). */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CliResult> {
   const started = Date.now();
-  // `start` runs under the suite's execution (see execution.ts), unless the test chose one.
+  // `start` runs under the suite's execution (see execution.ts), unless the test chose one (or passes an options file).
   const execution = testExecution();
   const withExecution =
-    execution && args[0] === 'start' && !args.includes('--execution') ? [...args, '--execution', execution] : args;
+    execution && args[0] === 'start' && !args.includes('--execution') && !args.includes('--options')
+      ? [...args, '--execution', execution]
+      : args;
   const cli = spawnCli(withExecution, env);
   const timer = setTimeout(() => void cli.kill('SIGKILL'), timeoutMs);
   try {

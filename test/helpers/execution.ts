@@ -6,14 +6,17 @@
 import type { WorkflowClientInterceptor } from '@temporalio/client';
 import type { Execution } from '../../src/options';
 
-/** The execution under test, if the run chose one (the library default otherwise). */
+/**
+ * The execution under test, if the run chose one other than the library's default (per-batch runs test the default as
+ * users get it: nothing is added).
+ */
 export function testExecution(): Execution | undefined {
   const value = process.env.TEMPORAL_KCL_TEST_EXECUTION;
   if (value === undefined || value === '') return undefined;
   if (value !== 'per-batch' && value !== 'windowed') {
     throw new Error(`TEMPORAL_KCL_TEST_EXECUTION must be per-batch or windowed, got '${value}'`);
   }
-  return value;
+  return value === 'per-batch' ? undefined : value;
 }
 
 type Options = Record<string, unknown> | undefined;
