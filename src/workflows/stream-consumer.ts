@@ -494,7 +494,8 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     let open = Object.entries(cursor.shards)
       .filter(([, tracked]) => tracked.state !== 'ENDED' || tracked.reason !== 'CLOSED')
       .map(([shardId]) => workflowIdOf(shardId));
-    for (let delayMs = 100; open.length > 0; delayMs = Math.min(delayMs * 2, STOP_CHECK_INTERVAL_MS)) {
+    // Checked often (every 2 s at most): a stop is rare, and the caller is waiting.
+    for (let delayMs = 100; open.length > 0; delayMs = Math.min(delayMs * 2, 2_000)) {
       const closed = new Set(await activities.closedWorkflows({ workflowIds: open }));
       open = open.filter((workflowId) => !closed.has(workflowId));
       if (open.length > 0) await sleep(delayMs);
