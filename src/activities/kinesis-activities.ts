@@ -13,7 +13,7 @@ import { kinesisFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
 import { withHeartbeats } from './heartbeat';
 import { countRetry } from './metrics';
-import type { ProcessorHost } from './processor-host';
+import { drainingFailure, type ProcessorHost } from './processor-host';
 import type { ReadSettings, ShardReader } from './shard-reader';
 
 export interface KinesisActivityDeps {
@@ -143,14 +143,7 @@ export function createKinesisActivities({ kinesis, cache, host, reader }: Kinesi
      */
     async getRecords(input: GetRecordsInput): Promise<BatchSummary> {
       countRetry(input.ref);
-      if (host.isDraining) {
-        throw ApplicationFailure.create({
-          type: FailureType.WorkerDraining,
-          category: 'BENIGN',
-          message: `this worker is shutting down; shard ${input.ref.shardId} moves to another worker`,
-          nonRetryable: true,
-        });
-      }
+      if (host.isDraining) throw drainingFailure(input.ref);
       return withHeartbeats(async () => {
         const signal = input.pin ? host.stopSignal(input.ref, input.pin) : undefined;
         const { records, summary } = await reader.read(input.ref, input.iterator, input, input.skipUntil, signal);

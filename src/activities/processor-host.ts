@@ -55,6 +55,13 @@ export function refusalFailure(error: HostRefusedError): ApplicationFailure {
   });
 }
 
+/** The failure of a read or window a stopping worker refuses: the shard moves to another worker. */
+export function drainingFailure(ref: ShardRef): ApplicationFailure {
+  return refusalFailure(
+    new HostRefusedError('DRAINING', `this worker is shutting down; shard ${ref.shardId} moves to another worker`),
+  );
+}
+
 const RECENT_OUTCOMES = 4;
 
 /** Rejects when the signal aborts (with its reason). */

@@ -13,7 +13,7 @@ import { leaseTableFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
 import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
-import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
+import { drainingFailure, HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 import { atQuietTip, pause, type ReadSettings, type ShardReader } from './shard-reader';
 
@@ -274,14 +274,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
     /** Runs batches in-process until the window's bounds, shard end, a failure or a stop (see {@link WindowEnd}). */
     async processWindow(input: WindowInput): Promise<WindowResult> {
       countRetry(input.ref);
-      if (host.isDraining) {
-        throw ApplicationFailure.create({
-          type: FailureType.WorkerDraining,
-          category: 'BENIGN',
-          message: `this worker is shutting down; shard ${input.ref.shardId} moves to another worker`,
-          nonRetryable: true,
-        });
-      }
+      if (host.isDraining) throw drainingFailure(input.ref);
       try {
         return await runWindow(input);
       } catch (error) {
