@@ -56,7 +56,8 @@ export interface KclWorkerOptions {
   /**
    * A processor whose shard has not used it for this long is checked on: if the shard consumer no longer names this
    * worker (the shard moved, or its consumer ended), it is shut down (ZOMBIE). A quiet shard still pinned here keeps
-   * its processor. The check is a query of the shard consumer's progress (no Temporal action).
+   * its processor. The check is a query of the shard consumer's progress (a Temporal Cloud action; at most one per
+   * processorIdleTimeoutMs per quiet shard).
    * @default 600000
    */
   processorIdleTimeoutMs?: number;
@@ -122,7 +123,8 @@ function workflowCode(
 
 /**
  * Whether the shard's consumer still has the shard pinned to this worker: it is running and its progress names this
- * worker's queue. A describe and a query: no Temporal action. A consumer that no longer exists is not pinned anywhere.
+ * worker's queue. A describe and a query (a query is a Temporal Cloud action; this runs at most once per idle timeout of
+ * a quiet shard). A consumer that no longer exists is not pinned anywhere.
  */
 async function stillPinnedHere(client: Client, ref: ShardRef, workerQueue: string): Promise<boolean> {
   const handle = client.workflow.getHandle(shardConsumerWorkflowId(ref.applicationName, ref.streamName, ref.shardId));

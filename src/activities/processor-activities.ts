@@ -77,7 +77,8 @@ function sharedQueueFailure(error: unknown, what: string): ApplicationFailure {
   return processorFailure(error, what);
 }
 
-function userFailure(error: unknown, what: string): ApplicationFailure {
+/** What a processor's error means: ProcessorFailed (retried by policy), or CheckpointOutOfRange (never retried). */
+export function userFailure(error: unknown, what: string): ApplicationFailure {
   const outOfRange = error instanceof KclError && error.name === FailureType.CheckpointOutOfRange;
   return ApplicationFailure.create({
     type: outOfRange ? FailureType.CheckpointOutOfRange : FailureType.ProcessorFailed,

@@ -14,6 +14,7 @@ import type { BatchCache } from './batch-cache';
 import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
 import { drainingFailure, HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
+import { userFailure } from './processor-activities';
 import { RangeCheckpointer } from './range-checkpointer';
 import { atQuietTip, pause, type ReadSettings, type ShardReader } from './shard-reader';
 
@@ -58,8 +59,8 @@ export interface WindowResult {
   batches: number;
   /** SHARD_END: the shard's children. */
   childShards?: ChildShard[];
-  /** PROCESSING_FAILED: the batch that failed (kept in this worker's memory), and the error. */
-  failed?: { batch: BatchSummary; error: string };
+  /** PROCESSING_FAILED: the batch that failed (kept in this worker's memory), the error, and whether to retry it. */
+  failed?: { batch: BatchSummary; error: string; retryable: boolean };
 }
 
 /** Sent with each heartbeat: shown in the Temporal UI (pending activity) and read by `temporal-kcl status`. */
@@ -77,10 +78,14 @@ export interface WindowHeartbeat {
 const MAX_REMEMBERED = 10_000;
 
 /** The processor threw on a batch of the window: the window ends, and the workflow retries the batch by policy. */
-class BatchFailed extends Error {}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+class BatchFailed extends Error {
+  constructor(
+    message: string,
+    /** False when trying the batch again cannot help (an out-of-range checkpoint): HALT or dead-letter at once. */
+    readonly retryable = true,
+  ) {
+    super(message);
+  }
 }
 
 export function createWindowActivities({ host, cache, reader, openLease }: WindowActivityDeps) {
@@ -163,7 +168,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
         }
         const quiet = atQuietTip(batch, input.read.idlePollMs ?? 1_000);
         if (batch.recordCount > 0 || input.keepEmpty) {
-          let outcome: 'OK' | { error: string };
+          let outcome: 'OK' | { error: string; retryable: boolean };
           try {
             outcome = await deliver(input, batch, cursor, lease);
           } catch (error) {
@@ -176,7 +181,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
           }
           if (outcome !== 'OK') {
             remember();
-            return done('PROCESSING_FAILED', { failed: { batch, error: outcome.error } });
+            return done('PROCESSING_FAILED', { failed: { batch, ...outcome } });
           }
         }
         first = undefined;
@@ -204,7 +209,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
     batch: BatchSummary,
     cursor: ReadCursor,
     lease: LeaseWriter,
-  ): Promise<'OK' | { error: string }> {
+  ): Promise<'OK' | { error: string; retryable: boolean }> {
     const { ref, pin } = input;
     // A processRecords that outlives processTimeoutMs fails the batch, as its start-to-close timeout does per-batch.
     const timeout = new AbortController();
@@ -232,7 +237,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
           );
           const started = Date.now();
           const writesBefore = lease.writes;
-          let failure: string | undefined;
+          let failure: ApplicationFailure | undefined;
           try {
             await processor.processRecords({
               records: cached.records,
@@ -243,14 +248,14 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
             });
           } catch (error) {
             const range = last ? ` (records ${formatPosition(cached.records[0])}..${formatPosition(last)})` : '';
-            failure = `processRecords of ${ref.shardId}${range} threw ${describe(error)}`;
+            failure = userFailure(error, `processRecords of ${ref.shardId}${range}`);
           }
           await checkpointer.settled();
           if (checkpointer.writeFailure)
             throw leaseTableFailure(checkpointer.writeFailure, `checkpointing ${ref.shardId}`);
           cursor.counters.checkpoints += lease.writes - writesBefore;
           // Thrown, not returned: the host remembers completed batches, and a failed one must be deliverable again.
-          if (failure !== undefined) throw new BatchFailed(failure);
+          if (failure !== undefined) throw new BatchFailed(failure.message, !failure.nonRetryable);
           const metrics = shardMetrics(ref);
           metrics.processRecordsTime(Date.now() - started);
           metrics.recordsProcessed(cached.records.length);
@@ -262,7 +267,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
         timeout.signal,
       );
     } catch (error) {
-      if (error instanceof BatchFailed) return { error: error.message };
+      if (error instanceof BatchFailed) return { error: error.message, retryable: error.retryable };
       throw error;
     } finally {
       clearTimeout(timer);

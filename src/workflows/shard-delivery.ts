@@ -27,13 +27,13 @@ export async function deliver(
   ctx: ShardContext,
   p: Pin,
   batch: BatchSummary,
-  failed?: { error: string },
+  failed?: { error: string; retryable: boolean },
 ): Promise<Delivery> {
   const c = ctx.c;
   const priorAttempts = failed ? 1 : 0;
   let deadLettered: { records: number; bytes: number } | undefined;
-  if (failed && processingAttemptsLeft(ctx.options, priorAttempts) === 0) {
-    // The window's attempt was the last one processingRetry allows.
+  if (failed && (!failed.retryable || processingAttemptsLeft(ctx.options, priorAttempts) === 0)) {
+    // The window's attempt was the last one processingRetry allows, or another cannot help.
     const handled = await afterFailure(ctx, p, batch, failed.error);
     if (typeof handled === 'string') return handled;
     deadLettered = handled;

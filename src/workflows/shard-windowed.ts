@@ -134,7 +134,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
           shardId: ctx.ref.shardId,
           error: failed.error,
         });
-        const delivered = await deliver(ctx, p, failed.batch, { error: failed.error });
+        const delivered = await deliver(ctx, p, failed.batch, failed);
         if (delivered === 'ZOMBIE') return zombie(ctx);
         if (delivered === 'STOP') return finish(ctx, 'REQUESTED');
         if (delivered === 'DELIVERED' && failed.batch.nextIterator === undefined) {
