@@ -228,7 +228,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
             lease.checkpoint ?? cursor.checkpoint,
             last ? batch.lastDelivered : cursor.lastProcessed,
             cached.records,
-            (position) => lease.write(position),
+            { write: (position) => lease.write(position), prepare: (position) => lease.prepare(position) },
           );
           const started = Date.now();
           const writesBefore = lease.writes;
