@@ -131,7 +131,10 @@ export class RangeCheckpointer implements Checkpointer {
    * The position `checkpoint(...)` / `prepareCheckpoint(...)` asks for, range-checked; undefined for a bare call with
    * nothing new delivered (nothing to do).
    */
-  private target(target: RecordTarget | undefined, subSequenceNumber: number | undefined): ExtendedSequenceNumber | undefined {
+  private target(
+    target: RecordTarget | undefined,
+    subSequenceNumber: number | undefined,
+  ): ExtendedSequenceNumber | undefined {
     const lower = this.requested ?? this.floor;
     if (target === undefined) {
       // The last record delivered. With nothing new delivered there is nothing to do.
@@ -168,10 +171,7 @@ export class RangeCheckpointer implements Checkpointer {
     return this.record(position);
   }
 
-  private resolve(
-    target: RecordTarget,
-    subSequenceNumber: number | undefined,
-  ): ExtendedSequenceNumber {
+  private resolve(target: RecordTarget, subSequenceNumber: number | undefined): ExtendedSequenceNumber {
     const sequenceNumber = typeof target === 'string' ? target : target?.sequenceNumber;
     const sub = typeof target === 'string' ? subSequenceNumber : target?.subSequenceNumber;
     if (typeof sequenceNumber !== 'string' || !isSequenceNumber(sequenceNumber)) {
