@@ -71,6 +71,8 @@ export interface PreparedCheckpointer {
   /**
    * Commits it: the checkpoint becomes the pending position and the pending attributes are removed. Resolves once that is
    * durable; subject to the same range check as `checkpoint(...)` (it fails if a later checkpoint moved past it).
+   * Commit it during the call that prepared it: afterwards it is refused (`CheckpointOutOfRangeError`); a later call
+   * commits the position with `checkpointer.checkpoint(prepared.pendingCheckpoint())`.
    */
   checkpoint(): Promise<void>;
 }

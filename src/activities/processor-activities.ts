@@ -202,7 +202,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
                   cacheExitTime,
                 });
               } catch (error) {
-                await checkpointer.settled();
+                await checkpointer.close();
                 if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
                 const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
                 throw processorFailure(
@@ -210,7 +210,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
                   `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt + (input.priorAttempts ?? 0)},`,
                 );
               }
-              await checkpointer.settled();
+              await checkpointer.close();
               if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
               const durationMs = Date.now() - started;
               const metrics = shardMetrics(input.ref);
@@ -271,7 +271,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
           );
           const checkpointer = durableCheckpointer(input.ref.shardId, lease, input.lastCheckpoint, input.lastProcessed);
           await host.shutdown(input.ref, pin, { reason: input.reason, checkpointer });
-          await checkpointer.settled();
+          await checkpointer.close();
           if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
           const written = checkpointer.checkpointRequested;
           if (input.shardEnd) {

@@ -63,6 +63,17 @@ export class RangeCheckpointer implements Checkpointer {
     await this.tail.catch(() => undefined);
   }
 
+  /**
+   * The processor's call is over: waits for writes still under way, and from now on a prepared checkpointer of this
+   * call refuses to commit (its bounds and lease counter belong to the call that ended).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.settled();
+  }
+
+  private closed = false;
+
   private record(position: ExtendedSequenceNumber): Promise<void> {
     this.requested = position;
     this.prepared = undefined;
@@ -123,7 +134,19 @@ export class RangeCheckpointer implements Checkpointer {
     }
     return {
       pendingCheckpoint: () => ({ ...pending }),
-      checkpoint: () => this.checkpointAt(pending),
+      checkpoint: async () => {
+        if (this.closed) {
+          throw new CheckpointOutOfRangeError(
+            this.shardId,
+            formatPosition(pending),
+            formatPosition(this.requested ?? this.floor),
+            formatPosition(this.lastDelivered),
+            'the call that prepared it has returned; commit it during that call, or in a later call with ' +
+              'checkpointer.checkpoint(prepared.pendingCheckpoint())',
+          );
+        }
+        return this.checkpointAt(pending);
+      },
     };
   }
 

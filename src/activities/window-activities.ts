@@ -245,7 +245,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
             const range = last ? ` (records ${formatPosition(cached.records[0])}..${formatPosition(last)})` : '';
             failure = `processRecords of ${ref.shardId}${range} threw ${describe(error)}`;
           }
-          await checkpointer.settled();
+          await checkpointer.close();
           if (checkpointer.writeFailure)
             throw leaseTableFailure(checkpointer.writeFailure, `checkpointing ${ref.shardId}`);
           cursor.counters.checkpoints += lease.writes - writesBefore;

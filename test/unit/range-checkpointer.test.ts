@@ -177,6 +177,16 @@ describe('RangeCheckpointer.prepareCheckpoint: a pending checkpoint, committed b
     assert.deepEqual(writes, []);
   });
 
+  test('once the call that prepared it is over, committing it is refused with a clear error and writes nothing', async () => {
+    const { checkpointer, writes } = logged(plain(1));
+    const prepared = await checkpointer.prepareCheckpoint(plain(3));
+
+    await checkpointer.close();
+
+    await assert.rejects(prepared.checkpoint(), /the call that prepared it has returned/);
+    assert.deepEqual(writes, ['prepare 3/-']);
+  });
+
   test('a failed prepare rejects and is kept as the write failure', async () => {
     const lost = new Error('lease lost');
     const checkpointer = new RangeCheckpointer('shard-1', undefined, lastDelivered, batch, {
