@@ -21,12 +21,22 @@ export interface KinesisRecord {
 }
 
 /**
- * Records the position up to which a shard has been processed. A checkpoint requested while processing a batch is durable
- * in the lease table before the next batch is delivered; one requested in `shutdown` is durable before the consumer ends.
+ * Records the position up to which a shard has been processed. `checkpoint(...)` resolves once the checkpoint is durable
+ * in the lease table (a write fenced on the lease, DynamoDB faults retried inside the call), as Java KCL's checkpointer
+ * returns once it is written; it rejects with a `CheckpointConflictError` when this consumer lost the lease (another
+ * owner took the shard: stop checkpointing, the batch will be delivered to the new owner). A worker killed after
+ * `checkpoint()` resolved resumes after that position.
  *
  * A position must lie after the last checkpoint and at or before the last record delivered so far (the last checkpoint
  * itself is accepted and changes nothing, as in Java KCL); anything else is
  * rejected with a `CheckpointOutOfRangeError` (and nothing is written).
+ *
+ * `prepareCheckpoint(...)` is the first phase of a two-phase checkpoint (Java KCL's): it records the position as the
+ * lease's pending checkpoint (`pendingCheckpoint`) without moving the checkpoint, and returns a {@link PreparedCheckpointer}
+ * whose `checkpoint()` commits it. A plain `checkpoint(...)` also clears a pending checkpoint. A processor that starts
+ * after a failover is told the pending checkpoint in `initialize` ({@link InitializeInput.pendingCheckpoint}).
+ *
+ * Use the checkpointer (and the prepared checkpointers it returns) during the call that received it.
  */
 export interface Checkpointer {
   /** Checkpoint the end of the batch being processed (the last record delivered). */
@@ -38,6 +48,33 @@ export interface Checkpointer {
    * whole Kinesis record (every user record it carried that was delivered).
    */
   checkpoint(sequenceNumber: string, subSequenceNumber?: number): Promise<void>;
+
+  /**
+   * Prepares a checkpoint at the end of the batch being processed (the last record delivered). Resolves once the pending
+   * checkpoint is durable; range-checked like `checkpoint()`. With nothing new delivered since the last checkpoint, it
+   * writes nothing and the prepared checkpointer's `checkpoint()` does nothing.
+   */
+  prepareCheckpoint(): Promise<PreparedCheckpointer>;
+  /** Prepares a checkpoint at this record. */
+  prepareCheckpoint(record: Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>): Promise<PreparedCheckpointer>;
+  /** Prepares a checkpoint at a sequence number (and sub-sequence number), as `checkpoint(sequenceNumber, sub)`. */
+  prepareCheckpoint(sequenceNumber: string, subSequenceNumber?: number): Promise<PreparedCheckpointer>;
+}
+
+/**
+ * A checkpoint prepared with `prepareCheckpoint(...)` and durable as the lease's pending checkpoint (Java KCL's
+ * `PreparedCheckpointer`).
+ */
+export interface PreparedCheckpointer {
+  /** The position the pending checkpoint is at. */
+  pendingCheckpoint(): ExtendedSequenceNumber;
+  /**
+   * Commits it: the checkpoint becomes the pending position and the pending attributes are removed. Resolves once that is
+   * durable; subject to the same range check as `checkpoint(...)` (it fails if a later checkpoint moved past it).
+   * Commit it during the call that prepared it: afterwards it is refused (`CheckpointOutOfRangeError`); a later call
+   * commits the position with `checkpointer.checkpoint(prepared.pendingCheckpoint())`.
+   */
+  checkpoint(): Promise<void>;
 }
 
 /** Where a shard's processing starts, as passed to `initialize`. */
@@ -46,6 +83,14 @@ export interface InitializeInput {
   streamName: string;
   /** The checkpoint processing resumes after, or the initial position (TRIM_HORIZON, LATEST, AT_TIMESTAMP) when there is none. */
   startingPosition: Checkpoint;
+  /**
+   * A checkpoint the lease holds as prepared but never committed (`pendingCheckpoint`; Java KCL's
+   * `InitializationInput.pendingCheckpointSequenceNumber`): an earlier processor of this shard prepared it, then lost
+   * the shard (its worker died) before committing. Processing still resumes after `startingPosition`; the records up to
+   * the pending position are delivered again, and the processor may finish its two-phase commit, e.g. by checking
+   * whether its side effect at that position was applied and then checkpointing there. Absent when none is pending.
+   */
+  pendingCheckpoint?: Checkpoint;
 }
 
 export interface ProcessRecordsInput {

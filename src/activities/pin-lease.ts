@@ -21,7 +21,17 @@ export interface LeaseWriter {
   readonly checkpoint: Checkpoint | undefined;
   /** Checkpoints written through this writer. */
   readonly writes: number;
-  /** Writes a checkpoint, fenced; resolves once it is durable. @throws CheckpointConflictError when the lease is lost */
+  /** The pending checkpoint as this worker last saw or wrote it (after a renewal: the table's). */
+  readonly pendingCheckpoint: Checkpoint | undefined;
+  /**
+   * Writes a pending checkpoint (`pendingCheckpoint`, `pendingCheckpointSubSequenceNumber`), fenced; resolves once it
+   * is durable. The checkpoint is left as it is. @throws CheckpointConflictError when the lease is lost
+   */
+  prepare(position: ExtendedSequenceNumber): Promise<void>;
+  /**
+   * Writes a checkpoint (and removes a pending one), fenced; resolves once it is durable.
+   * @throws CheckpointConflictError when the lease is lost
+   */
   write(
     checkpoint: ExtendedSequenceNumber | typeof SentinelCheckpoint.SHARD_END,
     childShardIds?: string[],
@@ -55,16 +65,27 @@ export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
   /**
    * The writer for `pin`: with `lease.renew`, the lease is renewed first (owner-conditioned; the workflow may not know
    * the newest counter), else the counter is the newer of the workflow's and the one this worker reached for the pin.
+   * With `readPending` (and no renewal), the lease's pending checkpoint is read from the table (a consistent read).
    */
-  return async (ref: ShardRef, pin: string, lease: LeaseRef, lastCheckpoint?: Checkpoint): Promise<LeaseWriter> => {
+  return async (
+    ref: ShardRef,
+    pin: string,
+    lease: LeaseRef,
+    lastCheckpoint?: Checkpoint,
+    options: { readPending?: boolean } = {},
+  ): Promise<LeaseWriter> => {
     const leases = await table(lease.tableName, ref.streamIdentifier);
     let counter = Math.max(lease.counter, host.leaseCounter(ref, pin) ?? 0);
     let checkpoint = lastCheckpoint;
+    let pendingCheckpoint: Checkpoint | undefined;
     if (lease.renew) {
       const renewed = await leases.renew({ shardId: ref.shardId, owner: lease.owner });
       counter = renewed.counter;
       checkpoint = renewed.checkpoint;
+      pendingCheckpoint = renewed.pendingCheckpoint;
       host.setLeaseCounter(ref, pin, counter);
+    } else if (options.readPending) {
+      pendingCheckpoint = (await leases.getLease(ref.shardId))?.pendingCheckpoint;
     }
     let writes = 0;
     return {
@@ -76,6 +97,17 @@ export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
       },
       get writes() {
         return writes;
+      },
+      get pendingCheckpoint() {
+        return pendingCheckpoint;
+      },
+      async prepare(position) {
+        const written = await retryTransient(ref, () =>
+          leases.prepareCheckpoint({ shardId: ref.shardId, owner: lease.owner, counter, pendingCheckpoint: position }),
+        );
+        counter = written.counter;
+        pendingCheckpoint = position;
+        host.setLeaseCounter(ref, pin, counter);
       },
       async write(position, childShardIds) {
         const written = await retryTransient(ref, () =>
@@ -89,6 +121,7 @@ export function pinLeases(dynamoDb: DynamoDBClient, host: ProcessorHost) {
         );
         counter = written.counter;
         checkpoint = position;
+        pendingCheckpoint = undefined;
         writes++;
         host.setLeaseCounter(ref, pin, counter);
       },

@@ -106,17 +106,24 @@ function durableCheckpointer(
   lastDelivered: ExtendedSequenceNumber | undefined,
   records?: readonly KinesisRecord[],
 ): RangeCheckpointer {
-  return new RangeCheckpointer(shardId, lease.checkpoint ?? lastCheckpoint, lastDelivered, records, (position) =>
-    lease.write(position),
-  );
+  return new RangeCheckpointer(shardId, lease.checkpoint ?? lastCheckpoint, lastDelivered, records, {
+    write: (position) => lease.write(position),
+    prepare: (position) => lease.prepare(position),
+  });
 }
 
 /** Activities that call the user's record processor. All but `initializeProcessor` run on the worker the shard is pinned to. */
 export function createProcessorActivities({ host, cache, workerQueue, openLease }: ProcessorActivityDeps) {
   /** The pin's lease writer; a DynamoDB fault opening it (a renewal) is retried, a lost lease is CheckpointConflict. */
-  const leaseFor = async (ref: ShardRef, pin: string, lease: LeaseRef, lastCheckpoint?: Checkpoint) => {
+  const leaseFor = async (
+    ref: ShardRef,
+    pin: string,
+    lease: LeaseRef,
+    lastCheckpoint?: Checkpoint,
+    options?: { readPending?: boolean },
+  ) => {
     try {
-      return await openLease(ref, pin, lease, lastCheckpoint);
+      return await openLease(ref, pin, lease, lastCheckpoint, options);
     } catch (error) {
       throw writeFailure(error, ref.shardId);
     }
@@ -125,7 +132,8 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
     /**
      * Creates the shard's processor on this worker and calls its `initialize`; the shard is then pinned here (the
      * returned task queue) until this worker goes away. With `lease.renew`, the lease is renewed first and its durable
-     * checkpoint returned: the worker the shard leaves may have written checkpoints the workflow never heard of.
+     * checkpoint returned: the worker the shard leaves may have written checkpoints the workflow never heard of. The
+     * processor is told the lease's pending checkpoint (one prepared and never committed), read from the table.
      */
     async initializeProcessor(input: {
       ref: ShardRef;
@@ -136,10 +144,19 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
     }): Promise<{ workerQueue: string; lease?: LeaseState }> {
       countRetry(input.ref);
       // Renewed before the processor is initialized, so it is told the checkpoint it really starts after.
-      const lease = input.lease ? await leaseFor(input.ref, input.pin, input.lease) : undefined;
+      const opened = input.lease
+        ? await leaseFor(input.ref, input.pin, input.lease, undefined, { readPending: true })
+        : undefined;
+      const pendingCheckpoint = opened?.pendingCheckpoint;
+      // Only a renewal tells the workflow something new (the counter and the durable checkpoint).
+      const lease = input.lease?.renew ? opened : undefined;
       try {
         await withHeartbeats(() =>
-          host.initialize({ ...input, startingPosition: lease?.checkpoint ?? input.startingPosition }),
+          host.initialize({
+            ...input,
+            startingPosition: lease?.checkpoint ?? input.startingPosition,
+            ...(pendingCheckpoint !== undefined ? { pendingCheckpoint } : {}),
+          }),
         );
       } catch (error) {
         throw sharedQueueFailure(error, `initialize of processor '${input.processorName}' for ${input.ref.shardId}`);
@@ -186,7 +203,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
                   cacheExitTime,
                 });
               } catch (error) {
-                await checkpointer.settled();
+                await checkpointer.close();
                 if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
                 const range = last ? ` (records ${formatPosition(batch.records[0])}..${formatPosition(last)})` : '';
                 throw processorFailure(
@@ -194,7 +211,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
                   `processRecords of ${input.ref.shardId}${range}, attempt ${Context.current().info.attempt + (input.priorAttempts ?? 0)},`,
                 );
               }
-              await checkpointer.settled();
+              await checkpointer.close();
               if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
               const durationMs = Date.now() - started;
               const metrics = shardMetrics(input.ref);
@@ -255,7 +272,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
           );
           const checkpointer = durableCheckpointer(input.ref.shardId, lease, input.lastCheckpoint, input.lastProcessed);
           await host.shutdown(input.ref, pin, { reason: input.reason, checkpointer });
-          await checkpointer.settled();
+          await checkpointer.close();
           if (checkpointer.writeFailure) throw writeFailure(checkpointer.writeFailure, input.ref.shardId);
           const written = checkpointer.checkpointRequested;
           if (input.shardEnd) {

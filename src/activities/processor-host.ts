@@ -110,6 +110,8 @@ export class ProcessorHost {
     processorName: string;
     pin: string;
     startingPosition: Checkpoint;
+    /** The lease's pending checkpoint, told to `initialize`. */
+    pendingCheckpoint?: Checkpoint;
   }): Promise<void> {
     const key = shardKey(input.ref);
     // After waiting for an older instance's shutdown, look again: a retried attempt of this same pin may have
@@ -142,6 +144,7 @@ export class ProcessorHost {
         shardId: input.ref.shardId,
         streamName: input.ref.streamName,
         startingPosition: input.startingPosition,
+        ...(input.pendingCheckpoint !== undefined ? { pendingCheckpoint: input.pendingCheckpoint } : {}),
       });
       return processor;
     })();

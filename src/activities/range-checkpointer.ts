@@ -5,11 +5,20 @@ import {
   type ExtendedSequenceNumber,
   formatPosition,
   isSequenceNumber,
+  positionOf,
 } from '../positions';
-import type { Checkpointer, KinesisRecord } from '../record-processor';
+import type { Checkpointer, KinesisRecord, PreparedCheckpointer } from '../record-processor';
 
 /** Makes a checkpoint durable (a fenced write to the lease table); rejects if it cannot. */
 export type CheckpointWriter = (position: ExtendedSequenceNumber) => Promise<void>;
+
+/** Writes where the checkpoints go: `write` a checkpoint, `prepare` a pending one (both durable when they resolve). */
+export interface CheckpointWriters {
+  write: CheckpointWriter;
+  prepare: CheckpointWriter;
+}
+
+type RecordTarget = string | Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>;
 
 /**
  * The checkpointer a processor gets. It checks that the position asked for lies in (last checkpoint, last delivered
@@ -35,10 +44,14 @@ export class RangeCheckpointer implements Checkpointer {
     lastCheckpoint: Checkpoint | undefined,
     private readonly lastDelivered: ExtendedSequenceNumber | undefined,
     private readonly records: readonly KinesisRecord[] = [],
-    private readonly writer?: CheckpointWriter,
+    writer?: CheckpointWriter | CheckpointWriters,
   ) {
     this.floor = typeof lastCheckpoint === 'object' ? lastCheckpoint : undefined;
+    this.writers = typeof writer === 'function' ? { write: writer } : writer;
   }
+
+  private readonly writers: { write: CheckpointWriter; prepare?: CheckpointWriter } | undefined;
+  private prepared: ExtendedSequenceNumber | undefined;
 
   /** The error of the first write that failed, if any (the processor may have caught it). */
   get writeFailure(): unknown {
@@ -50,9 +63,25 @@ export class RangeCheckpointer implements Checkpointer {
     await this.tail.catch(() => undefined);
   }
 
+  /**
+   * The processor's call is over: waits for writes still under way, and from now on a prepared checkpointer of this
+   * call refuses to commit (its bounds and lease counter belong to the call that ended).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.settled();
+  }
+
+  private closed = false;
+
   private record(position: ExtendedSequenceNumber): Promise<void> {
     this.requested = position;
-    const writer = this.writer;
+    this.prepared = undefined;
+    return this.enqueue(this.writers?.write, position);
+  }
+
+  /** Runs a write after the ones asked for before it; remembers its failure. */
+  private enqueue(writer: CheckpointWriter | undefined, position: ExtendedSequenceNumber): Promise<void> {
     if (!writer) return Promise.resolve();
     const write = this.tail.then(() => writer(position));
     this.tail = write.catch((error: unknown) => {
@@ -68,23 +97,86 @@ export class RangeCheckpointer implements Checkpointer {
     return this.requested;
   }
 
-  async checkpoint(
-    target?: string | Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>,
-    subSequenceNumber?: number,
-  ): Promise<void> {
+  /** The pending checkpoint prepared (and not yet committed or discarded by a checkpoint), if any. */
+  get preparedCheckpoint(): ExtendedSequenceNumber | undefined {
+    return this.prepared;
+  }
+
+  async checkpoint(target?: RecordTarget, subSequenceNumber?: number): Promise<void> {
+    const position = this.target(target, subSequenceNumber);
+    if (position === undefined) return;
+    return this.checkpointAt(position);
+  }
+
+  /**
+   * Prepares a checkpoint (Java KCL's `prepareCheckpoint`): range-checked like {@link checkpoint}, written as the lease's
+   * pending checkpoint, and returned as a {@link PreparedCheckpointer} whose `checkpoint()` commits exactly that
+   * position. Preparing does not move the lower bound: a later `checkpoint(...)` (before or after the prepared position)
+   * discards it, a later `prepareCheckpoint(...)` replaces it. Preparing the last checkpoint writes nothing (Java KCL's
+   * `DoesNothingPreparedCheckpointer`).
+   */
+  async prepareCheckpoint(target?: RecordTarget, subSequenceNumber?: number): Promise<PreparedCheckpointer> {
+    const position = this.target(target, subSequenceNumber) ?? this.requested ?? this.floor;
+    if (position === undefined) {
+      throw new CheckpointOutOfRangeError(
+        this.shardId,
+        '(end of batch)',
+        formatPosition(this.floor),
+        formatPosition(this.lastDelivered),
+        'nothing was delivered and nothing checkpointed yet, so there is no position to prepare',
+      );
+    }
+    const lower = this.requested ?? this.floor;
+    const pending = positionOf(position);
+    if (lower === undefined || comparePositions(pending, lower) !== 0) {
+      this.prepared = pending;
+      await this.enqueue(this.writers?.prepare, pending);
+    }
+    return {
+      pendingCheckpoint: () => ({ ...pending }),
+      checkpoint: async () => {
+        if (this.closed) {
+          throw new CheckpointOutOfRangeError(
+            this.shardId,
+            formatPosition(pending),
+            formatPosition(this.requested ?? this.floor),
+            formatPosition(this.lastDelivered),
+            'the call that prepared it has returned; commit it during that call, or in a later call with ' +
+              'checkpointer.checkpoint(prepared.pendingCheckpoint())',
+          );
+        }
+        return this.checkpointAt(pending);
+      },
+    };
+  }
+
+  /**
+   * The position `checkpoint(...)` / `prepareCheckpoint(...)` asks for, range-checked; undefined for a bare call with
+   * nothing new delivered (nothing to do).
+   */
+  private target(
+    target: RecordTarget | undefined,
+    subSequenceNumber: number | undefined,
+  ): ExtendedSequenceNumber | undefined {
     const lower = this.requested ?? this.floor;
     if (target === undefined) {
-      // checkpoint(): the last record delivered. With nothing new delivered it has nothing to do.
-      if (this.lastDelivered === undefined) return;
-      if (lower && comparePositions(this.lastDelivered, lower) <= 0) return;
-      return this.record(this.lastDelivered);
+      // The last record delivered. With nothing new delivered there is nothing to do.
+      if (this.lastDelivered === undefined) return undefined;
+      if (lower && comparePositions(this.lastDelivered, lower) <= 0) return undefined;
+      return this.lastDelivered;
     }
     const position = this.resolve(target, subSequenceNumber);
-    // The last checkpoint (or the position already asked for) again: accepted, nothing to write, as in Java KCL.
-    if (lower && comparePositions(position, lower) === 0) return;
-    const afterLower = lower === undefined || comparePositions(position, lower) > 0;
+    this.checkRange(position);
+    return position;
+  }
+
+  private checkRange(position: ExtendedSequenceNumber): void {
+    const lower = this.requested ?? this.floor;
+    const atOrAfterLower = lower === undefined || comparePositions(position, lower) >= 0;
     const withinDelivered = this.lastDelivered !== undefined && comparePositions(position, this.lastDelivered) <= 0;
-    if (!afterLower || !withinDelivered) {
+    // The last checkpoint itself is in range (a no-op), even when nothing new was delivered.
+    const isLower = lower !== undefined && comparePositions(position, lower) === 0;
+    if (!atOrAfterLower || (!withinDelivered && !isLower)) {
       throw new CheckpointOutOfRangeError(
         this.shardId,
         formatPosition(position),
@@ -92,13 +184,17 @@ export class RangeCheckpointer implements Checkpointer {
         formatPosition(this.lastDelivered),
       );
     }
+  }
+
+  /** Checkpoints at a range-checked position; the last checkpoint (or the position already asked for) is a no-op. */
+  private async checkpointAt(position: ExtendedSequenceNumber): Promise<void> {
+    this.checkRange(position);
+    const lower = this.requested ?? this.floor;
+    if (lower && comparePositions(position, lower) === 0) return;
     return this.record(position);
   }
 
-  private resolve(
-    target: string | Pick<KinesisRecord, 'sequenceNumber' | 'subSequenceNumber'>,
-    subSequenceNumber: number | undefined,
-  ): ExtendedSequenceNumber {
+  private resolve(target: RecordTarget, subSequenceNumber: number | undefined): ExtendedSequenceNumber {
     const sequenceNumber = typeof target === 'string' ? target : target?.sequenceNumber;
     const sub = typeof target === 'string' ? subSequenceNumber : target?.subSequenceNumber;
     if (typeof sequenceNumber !== 'string' || !isSequenceNumber(sequenceNumber)) {

@@ -233,7 +233,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
             lease.checkpoint ?? cursor.checkpoint,
             last ? batch.lastDelivered : cursor.lastProcessed,
             cached.records,
-            (position) => lease.write(position),
+            { write: (position) => lease.write(position), prepare: (position) => lease.prepare(position) },
           );
           const started = Date.now();
           const writesBefore = lease.writes;
@@ -250,7 +250,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
             const range = last ? ` (records ${formatPosition(cached.records[0])}..${formatPosition(last)})` : '';
             failure = userFailure(error, `processRecords of ${ref.shardId}${range}`);
           }
-          await checkpointer.settled();
+          await checkpointer.close();
           if (checkpointer.writeFailure)
             throw leaseTableFailure(checkpointer.writeFailure, `checkpointing ${ref.shardId}`);
           cursor.counters.checkpoints += lease.writes - writesBefore;

@@ -8,8 +8,10 @@
  * module as a `ConditionalCheckFailedException`: it becomes a retry, an idempotent success, `undefined` or a
  * {@link CheckpointConflictError}.
  *
- * Attributes KCL writes that this module does not own (`pendingCheckpoint*`, `checkpointOwner`, ...) are never read,
- * written or removed: every write is an UpdateItem of named attributes, or a PutItem of a brand-new item.
+ * Pending checkpoints (`pendingCheckpoint`, `pendingCheckpointSubSequenceNumber`) are written by
+ * {@link CheckpointTable.prepareCheckpoint} and removed, with `pendingCheckpointState`, by every checkpoint, as Java KCL's
+ * `DynamoDBLeaseSerializer` does. Attributes KCL writes that this module does not own (`checkpointOwner`, ...) are never
+ * read, written or removed: every write is an UpdateItem of named attributes, or a PutItem of a brand-new item.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HashKeyRange } from '../consumer-types';
@@ -44,7 +46,7 @@ import {
   requireNonEmpty,
 } from './lease-item';
 import { leaseTableNameProblem } from '../ids';
-import { type Checkpoint, isSequenceNumber } from '../positions';
+import { type Checkpoint, type ExtendedSequenceNumber, isSequenceNumber } from '../positions';
 
 export type { HashKeyRange, Lease };
 
@@ -104,6 +106,16 @@ export interface CheckpointInput {
   checkpoint: Checkpoint;
   /** Written as `childShardIds` when non-empty (with SHARD_END). */
   childShardIds?: string[];
+}
+
+export interface PrepareCheckpointInput {
+  shardId: string;
+  /** The owner the lease must still have. */
+  owner: string;
+  /** The counter the lease must still have: the one the last claim or write returned. */
+  counter: number;
+  /** The position to prepare (sub-sequence number absent = 0). */
+  pendingCheckpoint: ExtendedSequenceNumber;
 }
 
 export interface ReleaseInput {
@@ -419,8 +431,9 @@ export class CheckpointTable {
 
   /**
    * Records a checkpoint, provided `owner` still holds the lease at `counter`: sets `checkpoint` and
-   * `checkpointSubSequenceNumber` (0 for sentinels and plain records), resets `ownerSwitchesSinceCheckpoint`, writes
-   * `childShardIds` when given and increments the counter. A retry of a write that already applied (same owner, counter
+   * `checkpointSubSequenceNumber` (0 for sentinels and plain records), resets `ownerSwitchesSinceCheckpoint`, removes a
+   * pending checkpoint (`pendingCheckpoint`, `pendingCheckpointSubSequenceNumber`, `pendingCheckpointState`: committed
+   * or discarded, as in Java KCL), writes `childShardIds` when given and increments the counter. A retry of a write that already applied (same owner, counter
    * + 1, same checkpoint) succeeds again.
    *
    * @returns the new counter, for the next checkpoint.
@@ -441,6 +454,9 @@ export class CheckpointTable {
       '#checkpoint': A.checkpoint,
       '#sub': A.checkpointSubSequenceNumber,
       '#switches': A.ownerSwitchesSinceCheckpoint,
+      '#pending': A.pendingCheckpoint,
+      '#pendingSub': A.pendingCheckpointSubSequenceNumber,
+      '#pendingState': A.pendingCheckpointState,
     };
     const values: Item = {
       ':owner': { S: owner },
@@ -456,6 +472,7 @@ export class CheckpointTable {
       values[':children'] = { SS: children };
       update += ', #children = :children';
     }
+    update += ' REMOVE #pending, #pendingSub, #pendingState';
     try {
       await this.call(() =>
         this.dynamoDb.send(
@@ -482,6 +499,65 @@ export class CheckpointTable {
       (typeof actual.checkpoint === 'string'
         ? actual.checkpoint === value
         : actual.checkpoint.sequenceNumber === value && (actual.checkpoint.subSequenceNumber ?? 0) === sub);
+    if (alreadyApplied) return { counter: counter + 1 };
+    throw new CheckpointConflictError(shardId, owner, counter, actual?.owner, actual?.counter);
+  }
+
+  /**
+   * Prepares a checkpoint (the first phase of Java KCL's two-phase checkpoint), provided `owner` still holds the lease at
+   * `counter`: sets `pendingCheckpoint` and `pendingCheckpointSubSequenceNumber`, removes `pendingCheckpointState`
+   * (this library stores no application state with it) and increments the counter. The checkpoint itself is left as it
+   * is; the next {@link checkpoint} commits or discards the pending one. A retry of a write that already applied (same
+   * owner, counter + 1, same pending checkpoint) succeeds again.
+   *
+   * @returns the new counter, for the next write.
+   * @throws {@link CheckpointConflictError} when another owner or a newer attempt moved the lease on.
+   */
+  async prepareCheckpoint(input: PrepareCheckpointInput): Promise<{ counter: number }> {
+    const { shardId, owner, counter } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    requireCounter(counter, shardId);
+    const { value, sub } = checkpointValue(input.pendingCheckpoint, shardId);
+    try {
+      await this.call(() =>
+        this.dynamoDb.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(this.leaseKey(shardId)),
+            UpdateExpression:
+              'SET #pending = :pending, #pendingSub = :pendingSub, #counter = :next REMOVE #pendingState',
+            ConditionExpression: '#owner = :owner AND #counter = :counter',
+            ExpressionAttributeNames: {
+              '#owner': A.leaseOwner,
+              '#counter': A.leaseCounter,
+              '#pending': A.pendingCheckpoint,
+              '#pendingSub': A.pendingCheckpointSubSequenceNumber,
+              '#pendingState': A.pendingCheckpointState,
+            },
+            ExpressionAttributeValues: {
+              ':owner': { S: owner },
+              ':counter': { N: String(counter) },
+              ':next': { N: String(counter + 1) },
+              ':pending': { S: value },
+              ':pendingSub': { N: String(sub) },
+            },
+          }),
+        ),
+      );
+      return { counter: counter + 1 };
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) throw error;
+    }
+    const item = await this.readItem(shardId);
+    const actual = item && this.parse(item);
+    const pending = actual?.pendingCheckpoint;
+    const alreadyApplied =
+      actual?.owner === owner &&
+      actual.counter === counter + 1 &&
+      typeof pending === 'object' &&
+      pending.sequenceNumber === value &&
+      (pending.subSequenceNumber ?? 0) === sub;
     if (alreadyApplied) return { counter: counter + 1 };
     throw new CheckpointConflictError(shardId, owner, counter, actual?.owner, actual?.counter);
   }

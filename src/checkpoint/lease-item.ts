@@ -16,6 +16,11 @@ export const A = {
   ownerSwitchesSinceCheckpoint: 'ownerSwitchesSinceCheckpoint',
   parentShardId: 'parentShardId',
   childShardIds: 'childShardIds',
+  /** A prepared checkpoint (`prepareCheckpoint`): a sequence number, with its sub-sequence number. */
+  pendingCheckpoint: 'pendingCheckpoint',
+  pendingCheckpointSubSequenceNumber: 'pendingCheckpointSubSequenceNumber',
+  /** Application state Java KCL stores with a prepared checkpoint (B); removed with the pending checkpoint. */
+  pendingCheckpointState: 'pendingCheckpointState',
   startingHashKey: 'startingHashKey',
   endingHashKey: 'endingHashKey',
   /** Multi-stream tables only (`DynamoDBMultiStreamLeaseSerializer`): the stream identifier `<account>:<stream>:<epoch>`. */
@@ -36,6 +41,11 @@ export interface Lease {
   counter: number;
   /** Where processing got to (`checkpoint` + `checkpointSubSequenceNumber`); absent before the first checkpoint. */
   checkpoint?: Checkpoint;
+  /**
+   * A checkpoint prepared but not yet committed (`pendingCheckpoint` + `pendingCheckpointSubSequenceNumber`), as Java
+   * KCL's two-phase `prepareCheckpoint` writes it (Java KCL may also prepare SHARD_END); absent when none is pending.
+   */
+  pendingCheckpoint?: Checkpoint;
   /** Owner changes since the last checkpoint (`ownerSwitchesSinceCheckpoint`); 0 when absent. */
   ownerSwitchesSinceCheckpoint: number;
   /** `parentShardId` (a string set): the shard(s) that must reach SHARD_END before this one starts. */
@@ -108,6 +118,19 @@ export function parseLease(item: Item, tableName: string, streamIdentifier?: str
         `is '${checkpoint}', expected a decimal sequence number or TRIM_HORIZON, LATEST, AT_TIMESTAMP, SHARD_END`,
       );
     }
+  }
+
+  const pending = string(A.pendingCheckpoint);
+  if (pending !== undefined && pending !== '') {
+    if (!isSequenceNumber(pending) && !isSentinel(pending)) {
+      throw bad(A.pendingCheckpoint, `is '${pending}', expected a decimal sequence number or SHARD_END`);
+    }
+    const pendingSub = count(A.pendingCheckpointSubSequenceNumber);
+    lease.pendingCheckpoint = isSentinel(pending)
+      ? pending
+      : pendingSub === undefined
+        ? { sequenceNumber: pending }
+        : { sequenceNumber: pending, subSequenceNumber: pendingSub };
   }
 
   const startingHashKey = string(A.startingHashKey);

@@ -122,13 +122,13 @@ export class ShardContext {
     if (c.pin) return c.pin;
     c.pins++;
     const id = `${c.owner}/${c.pins}`;
-    const renew = c.renewLease === true;
     const { workerQueue, lease } = await this.initializer.initializeProcessor({
       ref: this.ref,
       processorName: this.input.processor,
       pin: id,
       startingPosition: c.checkpoint ?? c.startingPosition,
-      ...(renew ? { lease: this.lease() } : {}),
+      // The lease: renewed first after a move; always read for its pending checkpoint (told to `initialize`).
+      lease: this.lease(),
     });
     if (lease) {
       const moved = lease.checkpoint !== undefined && JSON.stringify(lease.checkpoint) !== JSON.stringify(c.checkpoint);

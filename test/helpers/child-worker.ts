@@ -1,9 +1,10 @@
 /**
  * temporal-kcl workers in child processes (test/fixtures/worker-process.ts), for tests that kill a worker process.
+ * Each child leads a process group of its own, and signals go to the group (whatever it started dies with it).
  * Every child is killed when the test calls {@link killAllWorkerProcesses}, and at the latest when this process exits.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { WorkerProcessConfig, WorkerProcessLine } from '../fixtures/worker-process';
 import type { KclTestContext } from './kcl';
@@ -25,8 +26,10 @@ export interface WorkerProcess {
   records(): Extract<WorkerProcessLine, { kind: 'record' }>[];
   /** Resolves when `predicate` holds on the lines written (polled). */
   until(predicate: (lines: WorkerProcessLine[]) => boolean, timeoutMs?: number): Promise<void>;
-  /** Sends a signal and waits for the process to exit. */
+  /** Sends a signal to the process group and waits for the process to exit. */
   kill(signal: NodeJS.Signals): Promise<void>;
+  /** True once no process of the group is left running (zombies awaiting their reaper do not count). */
+  gone(): boolean;
   /** What the process printed on stderr (for failure messages). */
   stderr(): string;
 }
@@ -43,7 +46,7 @@ export async function startWorkerProcess(
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const child of live) child.kill('SIGKILL');
+      for (const child of live) signalGroup(child, 'SIGKILL');
     });
   }
   const config: WorkerProcessConfig = {
@@ -57,7 +60,7 @@ export async function startWorkerProcess(
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', join(root, 'test', 'fixtures', 'worker-process.ts'), JSON.stringify(config)],
-    { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] },
+    { cwd: root, stdio: ['pipe', 'pipe', 'pipe'], detached: true },
   );
   live.add(child);
   let stdout = '';
@@ -117,8 +120,11 @@ export async function startWorkerProcess(
       }
     },
     async kill(signal) {
-      if (live.has(child)) child.kill(signal);
+      if (live.has(child)) signalGroup(child, signal);
       await exited;
+    },
+    gone() {
+      return liveGroupMembers(child.pid ?? -1).length === 0;
     },
     stderr: () => stderr,
   };
@@ -133,8 +139,39 @@ export async function killAllWorkerProcesses(): Promise<void> {
         new Promise<void>((resolveExit) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
           child.once('exit', () => resolveExit());
-          child.kill('SIGKILL');
+          signalGroup(child, 'SIGKILL');
         }),
     ),
   );
+}
+
+/** Signals the child's process group (it leads one: spawned detached); the child alone if the group is gone. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) {
+      process.kill(-child.pid, signal);
+      return;
+    }
+  } catch {
+    // No such group (already reaped): fall back to the child itself.
+  }
+  child.kill(signal);
+}
+
+/** The processes of group `pgid` that are not zombies (from /proc; `signal 0` would count zombies too). */
+function liveGroupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(entry));
+  }
+  return members;
 }

@@ -283,7 +283,8 @@ export class FakeKinesis {
 
       initializeProcessor: this.stub('initializeProcessor', (input) => {
         this.instances.set(input.pin, this.pinnedQueue);
-        if (!input.lease) return { workerQueue: this.pinnedQueue };
+        // The lease comes with every pin; only a renewal (after a move) renews it.
+        if (!input.lease?.renew) return { workerQueue: this.pinnedQueue };
         const lease = this.leases.renew(input.ref.shardId, input.lease.owner);
         this.pinCounters.set(input.pin, lease.counter);
         return {

@@ -457,6 +457,83 @@ describe('CheckpointTable.checkpoint', () => {
   });
 });
 
+describe('CheckpointTable.prepareCheckpoint', () => {
+  test('writes pendingCheckpoint with its sub-sequence number, fenced, and leaves the checkpoint as it is', async () => {
+    const { table, tableName } = await newTable();
+    const claimed = await table.claim({ shardId: SHARD, owner: 'wf-a' });
+    const checkpointed = await table.checkpoint({
+      shardId: SHARD,
+      owner: 'wf-a',
+      counter: claimed.counter,
+      checkpoint: { sequenceNumber: SEQ_1 },
+    });
+
+    const prepared = await table.prepareCheckpoint({
+      shardId: SHARD,
+      owner: 'wf-a',
+      counter: checkpointed.counter,
+      pendingCheckpoint: { sequenceNumber: SEQ_2, subSequenceNumber: 2 },
+    });
+
+    assert.deepEqual(prepared, { counter: checkpointed.counter + 1 });
+    const item = await rawItem(tableName, SHARD);
+    assert.deepEqual(item?.pendingCheckpoint, { S: SEQ_2 });
+    assert.deepEqual(item?.pendingCheckpointSubSequenceNumber, { N: '2' });
+    assert.deepEqual(item?.checkpoint, { S: SEQ_1 });
+    assert.deepEqual(item?.leaseCounter, { N: String(prepared.counter) });
+    const lease = await table.getLease(SHARD);
+    assert.deepEqual(lease?.pendingCheckpoint, { sequenceNumber: SEQ_2, subSequenceNumber: 2 });
+    assert.deepEqual(lease?.checkpoint, { sequenceNumber: SEQ_1, subSequenceNumber: 0 });
+  });
+
+  test('a checkpoint commits it: checkpoint = the pending position, pending attributes removed', async () => {
+    const { table, tableName } = await newTable();
+    const claimed = await table.claim({ shardId: SHARD, owner: 'wf-a' });
+    const pendingCheckpoint = { sequenceNumber: SEQ_2, subSequenceNumber: 1 };
+    const prepared = await table.prepareCheckpoint({
+      shardId: SHARD,
+      owner: 'wf-a',
+      counter: claimed.counter,
+      pendingCheckpoint,
+    });
+
+    await table.checkpoint({ shardId: SHARD, owner: 'wf-a', counter: prepared.counter, checkpoint: pendingCheckpoint });
+
+    const item = await rawItem(tableName, SHARD);
+    assert.deepEqual(item?.checkpoint, { S: SEQ_2 });
+    assert.deepEqual(item?.checkpointSubSequenceNumber, { N: '1' });
+    assert.equal(item?.pendingCheckpoint, undefined);
+    assert.equal(item?.pendingCheckpointSubSequenceNumber, undefined);
+    assert.equal((await table.getLease(SHARD))?.pendingCheckpoint, undefined);
+  });
+
+  test('an owner that lost the shard cannot prepare (CheckpointConflictError); a retry that applied succeeds', async () => {
+    const { table, tableName } = await newTable();
+    const a = await table.claim({ shardId: SHARD, owner: 'wf-a' });
+    const pendingCheckpoint = { sequenceNumber: SEQ_1 };
+    const first = await table.prepareCheckpoint({ shardId: SHARD, owner: 'wf-a', counter: a.counter, pendingCheckpoint });
+    const retried = await table.prepareCheckpoint({
+      shardId: SHARD,
+      owner: 'wf-a',
+      counter: a.counter,
+      pendingCheckpoint,
+    });
+    assert.deepEqual(retried, first);
+    await table.claim({ shardId: SHARD, owner: 'wf-b' });
+
+    await assert.rejects(
+      table.prepareCheckpoint({
+        shardId: SHARD,
+        owner: 'wf-a',
+        counter: first.counter,
+        pendingCheckpoint: { sequenceNumber: SEQ_2 },
+      }),
+      (error: unknown) => error instanceof CheckpointConflictError && error.actualOwner === 'wf-b',
+    );
+    assert.deepEqual((await rawItem(tableName, SHARD))?.pendingCheckpoint, { S: SEQ_1 });
+  });
+});
+
 describe('CheckpointTable reads', () => {
   test('getLeases reads both parents of a merge consistently and omits shards without an item', async () => {
     const { table } = await newTable();
@@ -586,6 +663,7 @@ describe('a lease table written by Java KCL', () => {
         owner: 'kcl-worker-7f3a',
         counter: 42,
         checkpoint: { sequenceNumber: SEQ_1, subSequenceNumber: 3 },
+        pendingCheckpoint: { sequenceNumber: SEQ_2, subSequenceNumber: 0 },
         ownerSwitchesSinceCheckpoint: 2,
         parentShardIds: ['shardId-000000000000'],
         childShardIds: [],
@@ -603,7 +681,7 @@ describe('a lease table written by Java KCL', () => {
     assert.deepEqual(await table.getLease('shardId-000000000001'), leases[1]);
   });
 
-  test('claim and checkpoint change only the attributes they own; pendingCheckpoint* stay as KCL wrote them', async () => {
+  test('claim changes only the attributes it owns; a checkpoint also removes pendingCheckpoint*, as KCL does', async () => {
     const { table, tableName } = await seededTable();
     const [kclItem] = kclItems;
     assert.ok(kclItem);
@@ -620,8 +698,14 @@ describe('a lease table written by Java KCL', () => {
     assert.equal(claimed.ownerSwitchesSinceCheckpoint, 3);
     assert.deepEqual(claimed.checkpoint, { sequenceNumber: SEQ_1, subSequenceNumber: 3 });
     assert.deepEqual(written, { counter: 44 });
+    const {
+      pendingCheckpoint: _pending,
+      pendingCheckpointSubSequenceNumber: _pendingSub,
+      pendingCheckpointState: _pendingState,
+      ...kept
+    } = kclItem;
     assert.deepEqual(await rawItem(tableName, 'shardId-000000000001'), {
-      ...kclItem,
+      ...kept,
       leaseOwner: { S: 'wf-temporal' },
       leaseCounter: { N: '44' },
       checkpoint: { S: SEQ_3 },

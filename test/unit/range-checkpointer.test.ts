@@ -108,3 +108,94 @@ describe('RangeCheckpointer: a checkpoint must lie in (last checkpoint, last rec
     assert.equal(never.checkpointRequested, undefined);
   });
 });
+
+describe('RangeCheckpointer.prepareCheckpoint: a pending checkpoint, committed by its PreparedCheckpointer', () => {
+  /** A checkpointer whose writes are logged in order (`write` for checkpoints, `prepare` for pending ones). */
+  function logged(lastCheckpoint: KinesisRecord | undefined) {
+    const writes: string[] = [];
+    const label = (p: { sequenceNumber: string; subSequenceNumber?: number }) =>
+      `${[0, 1, 2, 3, 4].find((n) => sequenceNumber(n) === p.sequenceNumber)}/${p.subSequenceNumber ?? '-'}`;
+    const checkpointer = new RangeCheckpointer(
+      'shard-1',
+      lastCheckpoint && { sequenceNumber: lastCheckpoint.sequenceNumber },
+      lastDelivered,
+      batch,
+      {
+        write: async (p) => void writes.push(`write ${label(p)}`),
+        prepare: async (p) => void writes.push(`prepare ${label(p)}`),
+      },
+    );
+    return { checkpointer, writes };
+  }
+
+  test('prepare writes the pending position only; its checkpoint() commits exactly that position', async () => {
+    const { checkpointer, writes } = logged(plain(1));
+
+    const prepared = await checkpointer.prepareCheckpoint(user(2, 1));
+    assert.deepEqual(writes, ['prepare 2/1']);
+    assert.equal(checkpointer.checkpointRequested, undefined, 'the checkpoint has not moved');
+    assert.deepEqual(prepared.pendingCheckpoint(), { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 });
+    await prepared.checkpoint();
+
+    assert.deepEqual(writes, ['prepare 2/1', 'write 2/1']);
+    assert.deepEqual(checkpointer.checkpointRequested, { sequenceNumber: sequenceNumber(2), subSequenceNumber: 1 });
+    assert.equal(checkpointer.preparedCheckpoint, undefined);
+  });
+
+  test('same overloads as checkpoint: () the last record delivered, (sequenceNumber) the whole aggregate', async () => {
+    const { checkpointer, writes } = logged(plain(1));
+    assert.deepEqual((await checkpointer.prepareCheckpoint(sequenceNumber(2))).pendingCheckpoint(), {
+      sequenceNumber: sequenceNumber(2),
+      subSequenceNumber: 2,
+    });
+    assert.deepEqual((await checkpointer.prepareCheckpoint()).pendingCheckpoint(), lastDelivered);
+    assert.deepEqual(writes, ['prepare 2/2', 'prepare 3/-']);
+  });
+
+  test('range-checked like checkpoint: before the last checkpoint or beyond the last delivered is rejected', async () => {
+    const { checkpointer, writes } = logged(user(2, 1));
+    await assert.rejects(checkpointer.prepareCheckpoint(plain(1)), CheckpointOutOfRangeError);
+    await assert.rejects(checkpointer.prepareCheckpoint(sequenceNumber(4)), CheckpointOutOfRangeError);
+    assert.deepEqual(writes, []);
+  });
+
+  test('a later checkpoint discards it, and committing it after a checkpoint moved past it is rejected', async () => {
+    const { checkpointer, writes } = logged(undefined);
+    const prepared = await checkpointer.prepareCheckpoint(user(2, 0));
+    await checkpointer.checkpoint(plain(3));
+
+    await assert.rejects(prepared.checkpoint(), CheckpointOutOfRangeError);
+    assert.deepEqual(writes, ['prepare 2/0', 'write 3/-']);
+    assert.equal(checkpointer.preparedCheckpoint, undefined);
+  });
+
+  test('preparing the last checkpoint writes nothing, and committing it does nothing (as Java KCL)', async () => {
+    const { checkpointer, writes } = logged(plain(3));
+    const prepared = await checkpointer.prepareCheckpoint();
+    assert.deepEqual(prepared.pendingCheckpoint(), lastDelivered);
+    await prepared.checkpoint();
+    assert.deepEqual(writes, []);
+  });
+
+  test('once the call that prepared it is over, committing it is refused with a clear error and writes nothing', async () => {
+    const { checkpointer, writes } = logged(plain(1));
+    const prepared = await checkpointer.prepareCheckpoint(plain(3));
+
+    await checkpointer.close();
+
+    await assert.rejects(prepared.checkpoint(), /the call that prepared it has returned/);
+    assert.deepEqual(writes, ['prepare 3/-']);
+  });
+
+  test('a failed prepare rejects and is kept as the write failure', async () => {
+    const lost = new Error('lease lost');
+    const checkpointer = new RangeCheckpointer('shard-1', undefined, lastDelivered, batch, {
+      write: async () => undefined,
+      prepare: async () => {
+        throw lost;
+      },
+    });
+    await assert.rejects(checkpointer.prepareCheckpoint(plain(1)), (error: unknown) => error === lost);
+    assert.equal(checkpointer.writeFailure, lost);
+  });
+});
