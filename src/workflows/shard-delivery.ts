@@ -27,12 +27,13 @@ export async function deliver(
   ctx: ShardContext,
   p: Pin,
   batch: BatchSummary,
-  failed?: { error: string; retryable: boolean },
+  failed?: { error: string; retryable?: boolean },
 ): Promise<Delivery> {
   const c = ctx.c;
   const priorAttempts = failed ? 1 : 0;
   let deadLettered: { records: number; bytes: number } | undefined;
-  if (failed && (!failed.retryable || processingAttemptsLeft(ctx.options, priorAttempts) === 0)) {
+  // (`retryable` is absent from the results of windows that ran before it existed: those were retried.)
+  if (failed && (failed.retryable === false || processingAttemptsLeft(ctx.options, priorAttempts) === 0)) {
     // The window's attempt was the last one processingRetry allows, or another cannot help.
     const handled = await afterFailure(ctx, p, batch, failed.error);
     if (typeof handled === 'string') return handled;
