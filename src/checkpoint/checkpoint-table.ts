@@ -295,17 +295,8 @@ export class CheckpointTable {
             [A.leaseCounter]: { N: '1' },
             [A.ownerSwitchesSinceCheckpoint]: { N: '0' },
           };
-          await this.call(() =>
-            this.dynamoDb.send(
-              new PutItemCommand({
-                TableName: this.tableName,
-                Item: item,
-                ConditionExpression: 'attribute_not_exists(#leaseKey)',
-                ExpressionAttributeNames: { '#leaseKey': A.leaseKey },
-              }),
-            ),
-          );
-          return this.parse(item);
+          if (await this.putNew(item)) return this.parse(item);
+          continue; // someone created it meanwhile: read it and claim it
         }
         const current = this.parse(stored);
         const switched = current.owner !== undefined && current.owner !== owner;
@@ -411,22 +402,7 @@ export class CheckpointTable {
       [A.ownerSwitchesSinceCheckpoint]: { N: '0' },
       ...(parents.length > 0 ? { [A.parentShardId]: { SS: parents } } : {}),
     };
-    try {
-      await this.call(() =>
-        this.dynamoDb.send(
-          new PutItemCommand({
-            TableName: this.tableName,
-            Item: item,
-            ConditionExpression: 'attribute_not_exists(#leaseKey)',
-            ExpressionAttributeNames: { '#leaseKey': A.leaseKey },
-          }),
-        ),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionalCheckFailed(error)) return false;
-      throw error;
-    }
+    return this.putNew(item);
   }
 
   /**
@@ -695,6 +671,26 @@ export class CheckpointTable {
       `found key schema ${found || '(none)'}, but a KCL lease table needs exactly one key: ${A.leaseKey} (HASH, S); ` +
         'the table was left untouched (use another application name or table)',
     );
+  }
+
+  /** Writes a lease item that must not exist yet; false (nothing written) if the shard already has one. */
+  private async putNew(item: Item): Promise<boolean> {
+    try {
+      await this.call(() =>
+        this.dynamoDb.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: item,
+            ConditionExpression: 'attribute_not_exists(#leaseKey)',
+            ExpressionAttributeNames: { '#leaseKey': A.leaseKey },
+          }),
+        ),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return false;
+      throw error;
+    }
   }
 
   private async readItem(shardId: string): Promise<Item | undefined> {
