@@ -135,6 +135,8 @@ export const ConsumerState = {
   WAITING_ON_PARENT: 'WAITING_ON_PARENT',
   INITIALIZING: 'INITIALIZING',
   PROCESSING: 'PROCESSING',
+  /** No worker has room for the shard (every live worker is at its `maxShardsPerWorker`): it waits for capacity. */
+  WAITING_FOR_WORKER: 'WAITING_FOR_WORKER',
   HALTED: 'HALTED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   ENDED: 'ENDED',
@@ -203,3 +205,19 @@ export type DeadLetterDestination =
   | { type: 'DYNAMODB'; tableName: string }
   /** A Kinesis stream; one JSON envelope per record (metadata, error, data in base64). */
   | { type: 'KINESIS'; streamName: string };
+
+/** Why the stream consumer moves a shard to another worker (logged, and shown in the shard's details). */
+export type MoveReason = 'BALANCE' | 'JOIN' | 'CAPACITY' | 'DRAIN';
+
+/**
+ * A planned move of a shard (the `moveShard` signal): the shard consumer hands the shard over at its next batch
+ * boundary (the processor gets `shutdown(REQUESTED)` with a working checkpointer, then the target initializes at that
+ * checkpoint). The highest `seq` wins.
+ */
+export interface MoveShard {
+  /** The target worker's own task queue (`<taskQueue>@<identity>`); absent: leave the current worker for any other. */
+  to?: string;
+  reason: MoveReason;
+  /** Increases with every move the coordinator sends; an older one arriving late is ignored. */
+  seq: number;
+}

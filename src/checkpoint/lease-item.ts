@@ -27,6 +27,16 @@ export const A = {
   streamName: 'streamName',
   /** Multi-stream tables only: the bare shard id (the lease key is `<stream identifier>:<shard id>`). */
   shardId: 'shardId',
+  /** Java KCL 3.x's per-lease load (`throughputKBps`): the shard's KB/s as its worker measured it (temporal-kcl writes it too). */
+  throughputKBps: 'throughputKBps',
+  /** temporal-kcl only (Java KCL ignores it): the own task queue of the worker that holds the shard's processor. */
+  temporalKclWorker: 'temporalKclWorker',
+  /** temporal-kcl only: that worker's `maxShardsPerWorker` (absent: unlimited). */
+  temporalKclMaxShards: 'temporalKclMaxShards',
+  /** temporal-kcl only: user records per second the worker delivered for the shard (one-minute average). */
+  temporalKclRecordsPerSec: 'temporalKclRecordsPerSec',
+  /** temporal-kcl only: when the worker last wrote the three above (epoch ms). */
+  temporalKclReportedAt: 'temporalKclReportedAt',
 } as const;
 
 export type Item = Record<string, AttributeValue>;

@@ -18,7 +18,7 @@ import {
   defineSignal,
   setHandler,
 } from '@temporalio/workflow';
-import type { ShardConsumerResult, ShardProgress } from '../consumer-types';
+import type { MoveShard, ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import { defaultTableName, leaseTableNameProblem } from '../ids';
 import { validateShardConsumerOptions } from '../options';
@@ -39,6 +39,11 @@ export const stopSignal = defineSignal('stop');
 export const progressQuery = defineQuery<ShardProgress>('progress');
 /** A HALTED consumer (processing kept failing with `onProcessingFailure: 'HALT'`) tries the batch again. */
 export const retrySignal = defineSignal('retry');
+/**
+ * Move the shard to another worker (sent by the stream consumer's placement): at its next batch boundary the processor
+ * gets `shutdown(REQUESTED)` with a working checkpointer, and the target worker initializes a new one at that checkpoint.
+ */
+export const moveShardSignal = defineSignal<[MoveShard]>('moveShard');
 
 export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<ShardConsumerResult> {
   for (const field of ['applicationName', 'streamName', 'shardId', 'processor'] as const) {
