@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   const raw = process.argv[2];
   if (!raw) throw new Error('usage: worker-process.ts <config as JSON>');
   const config = JSON.parse(raw) as WorkerChildConfig;
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  Runtime.install({ shutdownSignals: [], logger: new DefaultLogger('ERROR') });
   const aws = {
     region: 'us-east-1',
     kinesisEndpoint: config.kinesisEndpoint,

@@ -156,6 +156,8 @@ export interface ConsumerCounters {
   checkpoints: number;
   expiredIterators: number;
   workerMoves: number;
+  /** Planned moves to another worker (balance, capacity, a draining worker): graceful, no record delivered twice. */
+  handoffs?: number;
 }
 
 /** A dead-lettered position, as progress reports it. */

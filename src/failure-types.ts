@@ -31,6 +31,11 @@ export const FailureType = {
   WorkerDraining: 'WorkerDraining',
   /** The worker is shutting down and cannot take a shard: retried, so another worker takes the task. */
   WorkerStopping: 'WorkerStopping',
+  /**
+   * The worker holds `maxShardsPerWorker` shards already and takes no more: the shard is placed on another worker, or
+   * waits (WAITING_FOR_WORKER) until one has room.
+   */
+  WorkerFull: 'WorkerFull',
   /** No processor factory with that name is registered on the worker. */
   ProcessorNotRegistered: 'ProcessorNotRegistered',
   /** The user's processor threw. */

@@ -9,6 +9,7 @@ import type {
   DeadLetterReport,
   DeaggregationFailureReport,
   HashKeyRange,
+  MoveShard,
   ResumePosition,
 } from './consumer-types';
 import { type Checkpoint, compareSequenceNumbers, type ExtendedSequenceNumber, SentinelCheckpoint } from './positions';
@@ -41,6 +42,8 @@ export interface ShardCursor {
   /** Iterator for the first record not yet processed (it may expire). */
   iterator?: string;
   pin?: Pin;
+  /** A planned move not acted on yet when the run continued as new (the `moveShard` signal's last value). */
+  move?: MoveShard;
   /** Pins so far (the next pin's id is derived from it). */
   pins: number;
   millisBehindLatest?: number;

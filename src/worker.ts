@@ -49,10 +49,19 @@ export interface KclWorkerOptions {
    */
   stickyQueueScheduleToStartTimeoutMs?: number;
   /**
-   * Time in-flight tasks get to finish on shutdown (Kubernetes' terminationGracePeriodSeconds must be longer).
-   * @default 30000
+   * Time a graceful stop (`shutdown()`, SIGTERM/SIGINT on the CLI) takes at most. The shards held here are handed over
+   * first (each processor gets `shutdown(REQUESTED)` with a working checkpointer, then another worker initializes at its
+   * checkpoint), for up to this time less 5 s; in-flight tasks then get the rest. Kubernetes'
+   * terminationGracePeriodSeconds (30 s by default) must be longer.
+   * @default 20000
    */
   shutdownGraceTimeMs?: number;
+  /**
+   * The most shards this worker holds. A shard beyond it goes to another worker; if every worker is full, it waits
+   * (state WAITING_FOR_WORKER) until one has room. A stream consumer's placement never plans more than this here.
+   * @default unlimited
+   */
+  maxShardsPerWorker?: number;
   /**
    * A processor whose shard has not used it for this long is checked on: if the shard consumer no longer names this
    * worker (the shard moved, or its consumer ended), it is shut down (ZOMBIE). A quiet shard still pinned here keeps
@@ -78,7 +87,10 @@ export interface KclWorkerOptions {
 }
 
 /** Default of {@link KclWorkerOptions.shutdownGraceTimeMs}: a container's stop grace must be longer. */
-export const DEFAULT_SHUTDOWN_GRACE_TIME_MS = 30_000;
+export const DEFAULT_SHUTDOWN_GRACE_TIME_MS = 20_000;
+
+/** What the Temporal workers get for in-flight tasks once the shards are handed over (the rest of the grace is the handoff's). */
+const FINAL_GRACE_MS = 5_000;
 
 /** Default of {@link KclWorkerOptions.stickyQueueScheduleToStartTimeoutMs}. */
 export const DEFAULT_STICKY_QUEUE_TIMEOUT_MS = 500;
@@ -98,7 +110,11 @@ export interface KclWorker {
   readonly cache: BatchCache;
   /** Runs until `shutdown()` (or a fatal error). */
   run(): Promise<void>;
-  /** Graceful stop: shards pinned here move to other workers, processors get shutdown(ZOMBIE), in-flight work finishes. */
+  /**
+   * Graceful stop: every shard held here is handed over to another worker (its processor gets `shutdown(REQUESTED)`
+   * with a working checkpointer; the next worker initializes at that checkpoint), then in-flight work finishes. A shard
+   * still here when the handoff time is up (no other worker ran its consumer in time) gets `shutdown(ZOMBIE)`.
+   */
   shutdown(): Promise<void>;
   /** Runs while `promise` is pending, then shuts down; resolves with its value. */
   runUntil<T>(promise: Promise<T>): Promise<T>;
@@ -152,7 +168,11 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const identity = options.identity ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const workerQueue = workerTaskQueue(taskQueue, identity);
   const { kinesis, dynamoDb } = clientsFrom(options.aws);
-  const host = new ProcessorHost(options.processors);
+  const maxShards = options.maxShardsPerWorker;
+  if (maxShards !== undefined && (!Number.isInteger(maxShards) || maxShards < 1)) {
+    throw new InvalidConfigError(`maxShardsPerWorker must be a positive integer, got ${String(maxShards)}`);
+  }
+  const host = new ProcessorHost(options.processors, maxShards !== undefined ? { maxShards } : {});
   const cache = new BatchCache(options.cache);
   const namespace = options.namespace ?? 'default';
   const dataConverter = options.dataConverter ? { dataConverter: options.dataConverter } : {};
@@ -167,7 +187,10 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
-  const shutdownGraceTime = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;
+  const graceMs = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;
+  // The handoffs get the grace time less what in-flight tasks need at the end.
+  const shutdownGraceTime = Math.min(FINAL_GRACE_MS, Math.floor(graceMs / 4));
+  const handoffTimeMs = Math.max(0, graceMs - shutdownGraceTime);
 
   const shared = await Worker.create({
     connection: options.connection,
@@ -226,7 +249,15 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     },
     shutdown() {
       stopping ??= (async () => {
-        // Refuse new work for pinned shards first, so they move at once instead of waiting for a timeout.
+        // Refuse new shards and new work for the shards held here, and end their waits and windows: each consumer hands
+        // its shard over at once. The workers keep running meanwhile: the consumers' workflow tasks run here (cached),
+        // and so does each processor's shutdown(REQUESTED).
+        host.beginDrain();
+        if (running) {
+          const deadline = Date.now() + handoffTimeMs;
+          while (host.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        // Whatever is still here (no other worker took its consumer in time): shutdown(ZOMBIE).
         await host.drain();
         if (shared.getState() === 'RUNNING') shared.shutdown();
         if (pinned.getState() === 'RUNNING') pinned.shutdown();

@@ -147,6 +147,8 @@ export function createKinesisActivities({ kinesis, cache, host, reader }: Kinesi
       return withHeartbeats(async () => {
         const signal = input.pin ? host.stopSignal(input.ref, input.pin) : undefined;
         const { records, summary } = await reader.read(input.ref, input.iterator, input, input.skipUntil, signal);
+        // The worker began stopping during the read: the batch would not be processed here; it is read again elsewhere.
+        if (host.isDraining) throw drainingFailure(input.ref);
         const keep = records.length > 0 || input.keepEmpty === true;
         const handle = keep
           ? cache.put({

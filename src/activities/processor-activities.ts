@@ -159,7 +159,12 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
           }),
         );
       } catch (error) {
-        throw sharedQueueFailure(error, `initialize of processor '${input.processorName}' for ${input.ref.shardId}`);
+        // On this worker's own queue (a planned move here) every refusal is final: the shard falls back to the shared
+        // queue at once. On the shared queue a stopping worker's refusal is retried, and another worker takes it.
+        const what = `initialize of processor '${input.processorName}' for ${input.ref.shardId}`;
+        throw Context.current().info.taskQueue === workerQueue
+          ? processorFailure(error, what)
+          : sharedQueueFailure(error, what);
       }
       if (!lease) return { workerQueue };
       host.setLeaseCounter(input.ref, input.pin, lease.counter);
@@ -255,6 +260,7 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
               processorName: input.processorName,
               pin,
               startingPosition: input.startingPosition,
+              transient: true,
             });
           }
           if (input.reason === 'ZOMBIE' || !input.lease) {

@@ -20,13 +20,15 @@ interface HostedProcessor {
   leaseCounter?: number;
   /** Aborted when the pin ends here (shutdown, eviction, drain, or a stop of its window): in-flight waits end. */
   stop: AbortController;
+  /** Created only to call `shutdown` (its worker was lost): not counted against `maxShards`. */
+  transient?: boolean;
   /** Its `shutdown` has completed: it gets no second one (eviction after a shutdown only forgets it). A shutdown that
    * threw may be called again (a retried attempt). */
   shutDown?: boolean;
 }
 
 /** Why the host refuses a call; the activities turn these into typed failures. */
-export type HostRefusal = 'NOT_REGISTERED' | 'LOST' | 'DRAINING';
+export type HostRefusal = 'NOT_REGISTERED' | 'LOST' | 'DRAINING' | 'FULL';
 
 export class HostRefusedError extends Error {
   constructor(
@@ -40,12 +42,12 @@ export class HostRefusedError extends Error {
 
 /** Turns a host refusal into the failure the workflow acts on (move the shard, or stop with a clear message). */
 export function refusalFailure(error: HostRefusedError): ApplicationFailure {
-  const type =
-    error.refusal === 'NOT_REGISTERED'
-      ? FailureType.ProcessorNotRegistered
-      : error.refusal === 'DRAINING'
-        ? FailureType.WorkerDraining
-        : FailureType.ProcessorLost;
+  const type = {
+    NOT_REGISTERED: FailureType.ProcessorNotRegistered,
+    DRAINING: FailureType.WorkerDraining,
+    FULL: FailureType.WorkerFull,
+    LOST: FailureType.ProcessorLost,
+  }[error.refusal];
   // A moved shard is routine (BENIGN: logged at debug level); a missing processor is a configuration error.
   return ApplicationFailure.create({
     type,
@@ -82,11 +84,26 @@ function shardKey(ref: ShardRef): string {
  * their calls one at a time per shard, and shuts them down. A shard's processor lives on one worker at a time, as in
  * KCL; when the shard moves, the workflow pins it again and a new instance is initialized where it lands.
  */
+export interface ProcessorHostOptions {
+  /**
+   * The most shards this worker holds processors for: a new one beyond it is refused (`WorkerFull`) and placed
+   * elsewhere, or waits for room. A shard already held here (a re-pin) does not count twice.
+   * @default unlimited
+   */
+  maxShards?: number;
+}
+
 export class ProcessorHost {
   private readonly instances = new Map<string, HostedProcessor>();
   private draining = false;
+  readonly maxShards: number | undefined;
 
-  constructor(private readonly factories: Readonly<Record<string, RecordProcessorFactory>>) {}
+  constructor(
+    private readonly factories: Readonly<Record<string, RecordProcessorFactory>>,
+    options: ProcessorHostOptions = {},
+  ) {
+    this.maxShards = options.maxShards;
+  }
 
   /** Names of the registered processor factories. */
   get processorNames(): string[] {
@@ -95,6 +112,13 @@ export class ProcessorHost {
 
   get size(): number {
     return this.instances.size;
+  }
+
+  /** Shards whose processors count against `maxShards` (instances created only for a shutdown do not). */
+  get holding(): number {
+    let held = 0;
+    for (const hosted of this.instances.values()) if (!hosted.transient) held++;
+    return held;
   }
 
   get isDraining(): boolean {
@@ -112,6 +136,8 @@ export class ProcessorHost {
     startingPosition: Checkpoint;
     /** The lease's pending checkpoint, told to `initialize`. */
     pendingCheckpoint?: Checkpoint;
+    /** Only to call its `shutdown` (the shard's worker was lost): allowed beyond `maxShards`. */
+    transient?: boolean;
   }): Promise<void> {
     const key = shardKey(input.ref);
     // After waiting for an older instance's shutdown, look again: a retried attempt of this same pin may have
@@ -131,6 +157,13 @@ export class ProcessorHost {
       throw new HostRefusedError(
         'NOT_REGISTERED',
         `no record processor named '${input.processorName}' is registered on this worker (registered: ${this.processorNames.join(', ') || 'none'})`,
+      );
+    }
+    // Checked and reserved with no await in between, so concurrent initializations cannot overshoot the cap.
+    if (!input.transient && this.maxShards !== undefined && this.holding >= this.maxShards) {
+      throw new HostRefusedError(
+        'FULL',
+        `this worker holds ${this.holding} shards, its maximum (maxShardsPerWorker / --max-shards ${this.maxShards}); shard ${input.ref.shardId} goes to another worker or waits for one`,
       );
     }
     const ready = (async () => {
@@ -157,6 +190,7 @@ export class ProcessorHost {
       completed: new Map(),
       lastUsed: Date.now(),
       stop: new AbortController(),
+      ...(input.transient ? { transient: true } : {}),
     };
     this.instances.set(key, hosted);
     try {
@@ -246,6 +280,16 @@ export class ProcessorHost {
   /** True if this worker holds the shard's processor under this pin. */
   holds(ref: ShardRef, pin: string): boolean {
     return this.instances.get(shardKey(ref))?.pin === pin;
+  }
+
+  /**
+   * Starts a graceful stop: new shards, reads, batches and windows are refused (DRAINING), and every pin's waits and
+   * windows end at once, so each shard's consumer hands its shard over (its `shutdown(REQUESTED)` still runs here,
+   * with a working checkpointer). `size` falls to 0 as they do.
+   */
+  beginDrain(): void {
+    this.draining = true;
+    for (const hosted of this.instances.values()) hosted.stop.abort();
   }
 
   /**

@@ -5,7 +5,7 @@ import { InvalidConfigError } from '../errors';
 import type { RecordProcessorFactory } from '../record-processor';
 import { createKclWorker } from '../worker';
 import { DEFAULT_HEALTH_PORT, LIVENESS_PATH, READINESS_PATH, startHealthServer } from './health-server';
-import { parseDuration, parsePort, untilInterrupted } from './options';
+import { parseDuration, parseInteger, parsePort, untilInterrupted } from './options';
 import { loadProcessorFactory, parseProcessorSpecs } from './processor-module';
 import {
   addAwsOptions,
@@ -23,6 +23,7 @@ interface WorkerFlags extends TemporalFlags, AwsFlags {
   force?: boolean;
   kclFailoverTime: number;
   logLevel: string;
+  maxShards?: number;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -50,6 +51,14 @@ export function workerCommand(): Command {
       )
         .env('TEMPORAL_KCL_HEALTH_PORT')
         .argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        '--max-shards <n>',
+        'hold at most this many shards (1-10000); shards no worker has room for wait in WAITING_FOR_WORKER (default: unlimited)',
+      )
+        .env('TEMPORAL_KCL_MAX_SHARDS')
+        .argParser(parseInteger(1, 10_000)),
     )
     .option(
       '--force',
@@ -83,6 +92,9 @@ export function workerCommand(): Command {
     for (const spec of specs) processors[spec.name] = await loadProcessorFactory(spec.path);
 
     Runtime.install({
+      // SIGINT/SIGTERM are this command's: the SDK's own hook would shut the Temporal workers down at once, before the
+      // shards held here are handed over.
+      shutdownSignals: [],
       logger: new DefaultLogger(flags.logLevel as 'INFO'),
       ...(flags.metricsPort
         ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `0.0.0.0:${flags.metricsPort}` } } } }
@@ -98,13 +110,14 @@ export function workerCommand(): Command {
       taskQueue: settings.taskQueue,
       aws: settings.aws,
       liveOwnerGuard: { failoverTimeMs: flags.kclFailoverTime, force: flags.force ?? false },
+      ...(flags.maxShards !== undefined ? { maxShardsPerWorker: flags.maxShards } : {}),
       ...(settings.dataConverter ? { dataConverter: settings.dataConverter } : {}),
     });
     const running = worker.run();
     health?.set('READY');
     console.error(
       `temporal-kcl worker ${worker.identity} ready: task queue ${settings.taskQueue} on ${settings.address} (namespace ${settings.namespace}), ` +
-        `processors [${Object.keys(processors).join(', ')}]${flags.metricsPort ? `, metrics on :${flags.metricsPort}/metrics` : ''}`,
+        `processors [${Object.keys(processors).join(', ')}]${flags.maxShards !== undefined ? `, at most ${flags.maxShards} shards` : ''}${flags.metricsPort ? `, metrics on :${flags.metricsPort}/metrics` : ''}`,
     );
     const stopped = running.then(() => 'stopped' as const);
     const outcome = await Promise.race([untilInterrupted(), stopped]);

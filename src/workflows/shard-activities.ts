@@ -20,6 +20,7 @@ const NON_RETRYABLE = [
   FailureType.ProcessorLost,
   FailureType.WorkerDraining,
   FailureType.ProcessorNotRegistered,
+  FailureType.WorkerFull,
 ];
 
 /** Kinesis control plane and the lease table: transient faults and throttling back off up to 30 s, forever. */
@@ -89,13 +90,33 @@ function processingRetry(options: ResolvedShardConsumerOptions, priorAttempts = 
   };
 }
 
-/** `initialize` of a new processor instance, on whichever worker takes it (the shard is then pinned there). */
+/**
+ * `initialize` of a new processor instance, on whichever worker takes it (the shard is then pinned there). Not
+ * dispatched eagerly: the worker that completes the workflow task would take every shard it runs the workflow of.
+ */
 export function initializeActivities(options: ResolvedShardConsumerOptions) {
   return proxyActivities<Activities>({
     startToCloseTimeout: options.processTimeoutMs,
     heartbeatTimeout: options.heartbeatTimeoutMs,
     retry: processingRetry(options),
+    allowEagerDispatch: false,
   });
+}
+
+/**
+ * `initialize` on the worker a planned move chose (its own queue). Any refusal (full, draining), a worker that does not
+ * answer within `workerScheduleToStartTimeoutMs`, or one that dies meanwhile ends the attempt: the shard falls back to
+ * the shared queue at once.
+ */
+export function targetedInitializeActivities(options: ResolvedShardConsumerOptions, workerQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue: workerQueue,
+    scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
+    startToCloseTimeout: options.processTimeoutMs,
+    heartbeatTimeout: options.heartbeatTimeoutMs,
+    retry: { ...processingRetry(options), maximumAttempts: 1 },
+    summary: 'initialize on the chosen worker',
+  }).initializeProcessor;
 }
 
 /**

@@ -22,7 +22,7 @@ import type { MoveShard, ShardConsumerResult, ShardProgress } from '../consumer-
 import { ConsumerState } from '../consumer-types';
 import { defaultTableName, leaseTableNameProblem } from '../ids';
 import { validateShardConsumerOptions } from '../options';
-import { ShardContext, type ShardConsumerInput } from './shard-context';
+import { ShardContext, type ShardConsumerInput, StoppedWhileWaiting } from './shard-context';
 import { progressOf } from './shard-details';
 import { classify, Failure } from './shard-failures';
 import { runPerBatch } from './shard-per-batch';
@@ -64,6 +64,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   setHandler(retrySignal, () => {
     ctx.retryRequested = true;
   });
+  setHandler(moveShardSignal, (move) => ctx.requestMove(move));
   setHandler(progressQuery, () => progressOf(ctx));
   ctx.showDetails();
 
@@ -77,6 +78,8 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   try {
     outcome = ctx.options.execution === 'windowed' ? await runWindowed(ctx) : await runPerBatch(ctx);
   } catch (error) {
+    // A stop while no worker had room: shut down without a pin.
+    if (error instanceof StoppedWhileWaiting) return finish(ctx, 'REQUESTED');
     // The lease was lost wherever the loop noticed it (a renewal, a checkpoint on the worker): end as a zombie.
     if (classify(error, 'control') === Failure.LEASE_LOST) return zombie(ctx);
     throw error;
@@ -88,6 +91,6 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   return continueAsNew<typeof shardConsumerWorkflow>({
     ...input,
     parentShardIds: ctx.parentShardIds,
-    cursor: { ...c, run: c.run + 1 },
+    cursor: { ...c, run: c.run + 1, ...(ctx.move ? { move: ctx.move } : {}) },
   });
 }

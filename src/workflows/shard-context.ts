@@ -2,13 +2,28 @@
  * What every phase of a shard consumer shares: its input and options, its state and cursor, the activity proxies, and
  * the few steps every phase takes (pinning the shard to a worker, moving it, the lease it writes with).
  */
-import { log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { HashKeyRange, LeaseRef, ShardRef } from '../consumer-types';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  condition,
+  log,
+  TimeoutFailure,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { HashKeyRange, LeaseRef, LeaseState, MoveShard, ShardRef } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import type { ResolvedShardConsumerOptions, ShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
 import { type Pin, resumeFromCheckpoint, type ShardCursor } from '../shard-cursor';
-import { checkpointActivities, controlActivities, initializeActivities, pinnedActivities } from './shard-activities';
+import { FailureType } from '../failure-types';
+import {
+  checkpointActivities,
+  controlActivities,
+  initializeActivities,
+  pinnedActivities,
+  targetedInitializeActivities,
+} from './shard-activities';
 import { renderDetails } from './shard-details';
 
 export interface ShardConsumerInput {
@@ -31,8 +46,44 @@ export interface ShardConsumerInput {
    * are then `<identifier>:<shard id>`. @default a single-stream table (lease key = shard id)
    */
   streamIdentifier?: string;
+  /**
+   * The worker (its own task queue) the stream consumer's placement chose for the shard: the first pin tries it, then
+   * any worker. @default any worker
+   */
+  target?: string;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
+}
+
+/** A stop arrived while the shard waited for a worker with room: it ends without ever being pinned. */
+export class StoppedWhileWaiting extends Error {
+  constructor() {
+    super('stopped while waiting for a worker with room');
+    this.name = 'StoppedWhileWaiting';
+  }
+}
+
+/** First and longest wait between placement attempts while every worker is full (a `moveShard` signal ends it). */
+const WAIT_FOR_WORKER_FIRST_MS = 2_000;
+const WAIT_FOR_WORKER_MAX_MS = 60_000;
+
+/** Why a pinned worker's call or a targeted initialize did not go through there: another worker must take the shard. */
+function workerRefused(error: unknown): boolean {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  if (cause instanceof TimeoutFailure) return true;
+  return (
+    cause instanceof ApplicationFailure &&
+    (cause.type === FailureType.WorkerFull ||
+      cause.type === FailureType.WorkerDraining ||
+      cause.type === FailureType.WorkerStopping ||
+      cause.type === FailureType.ProcessorLost ||
+      cause.type === FailureType.ProcessorNotRegistered)
+  );
+}
+
+function isWorkerFull(error: unknown): boolean {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof ApplicationFailure && cause.type === FailureType.WorkerFull;
 }
 
 export class ShardContext {
@@ -45,6 +96,12 @@ export class ShardContext {
   stopRequested = false;
   retryRequested = false;
   haltedReason: string | undefined;
+  /** The latest planned move (`moveShard`), until the shard lands where it says. */
+  move: MoveShard | undefined;
+  /** The pinned worker is stopping: hand the shard over at the next batch boundary. */
+  leaving: 'DRAINING' | undefined;
+  /** The last placement attempt found every worker full: the shard waits (WAITING_FOR_WORKER) with no pin. */
+  unplaced = false;
   parentShardIds: string[];
   /** The shard's hash-key range, once known (user records of aggregates outside it are dropped). */
   hashKeyRange: HashKeyRange | undefined;
@@ -69,6 +126,34 @@ export class ShardContext {
     if (input.cursor) this.state = ConsumerState.PROCESSING;
     this.parentShardIds = input.parentShardIds ?? input.cursor?.parentShardIds ?? [];
     this.hashKeyRange = input.cursor?.hashKeyRange ?? input.hashKeyRange;
+    this.move = input.cursor
+      ? input.cursor.move
+      : input.target
+        ? { to: input.target, reason: 'BALANCE', seq: 0 }
+        : undefined;
+    if (this.cursor) delete this.cursor.move;
+  }
+
+  /** A `moveShard` signal: the newest wins. */
+  requestMove(move: MoveShard): void {
+    if (this.move && move.seq < this.move.seq) return;
+    this.move = move;
+  }
+
+  /**
+   * True when the shard should leave its worker at this batch boundary: its worker is stopping, or a planned move names
+   * another worker (or any other, when it names none).
+   */
+  moveRequested(): boolean {
+    const pin = this.cursor?.pin;
+    if (!pin) return false;
+    if (this.leaving) return true;
+    if (!this.move) return false;
+    if (this.move.to === pin.workerQueue) {
+      this.move = undefined; // already there
+      return false;
+    }
+    return true;
   }
 
   /** The cursor, once the consumer has started reading. */
@@ -114,22 +199,78 @@ export class ShardContext {
   }
 
   /**
-   * Pins the shard to a worker: a new processor instance is created and initialized there. After a move the lease is
-   * renewed first, and reading resumes from the durable checkpoint the table has.
+   * Pins the shard to a worker: a new processor instance is created and initialized there. A planned move's target is
+   * tried first (only it may take the shard), then any worker of the shared queue. After a move the lease is renewed
+   * first, and reading resumes from the durable checkpoint the table has. While every worker is full the shard waits
+   * (WAITING_FOR_WORKER) until a move names a worker with room, or a later attempt finds one; a stop meanwhile throws
+   * {@link StoppedWhileWaiting}.
    */
   async pin(): Promise<Pin> {
     const c = this.c;
     if (c.pin) return c.pin;
+    let waitMs = WAIT_FOR_WORKER_FIRST_MS;
+    let resumeState: ConsumerState | undefined;
+    for (;;) {
+      const move = this.move;
+      let placed = move?.to ? await this.initializeOn(move.to) : undefined;
+      if (move && this.move === move) this.move = undefined; // tried: the fallback or the next move decides now
+      if (!placed) {
+        try {
+          placed = await this.initializeOn(undefined);
+        } catch (error) {
+          if (!isWorkerFull(error)) throw error;
+        }
+      }
+      if (placed) {
+        if (resumeState !== undefined) this.setState(resumeState);
+        return this.landed(placed);
+      }
+      this.unplaced = true;
+      log.warn('every worker that answered is full; the shard waits for room', { shardId: this.ref.shardId, waitMs });
+      resumeState ??= this.state;
+      this.setState(ConsumerState.WAITING_FOR_WORKER);
+      await condition(() => this.stopRequested || this.move !== undefined, waitMs);
+      if (this.stopRequested) throw new StoppedWhileWaiting();
+      waitMs = Math.min(WAIT_FOR_WORKER_MAX_MS, waitMs * 2);
+    }
+  }
+
+  /**
+   * One attempt to create the shard's processor: on `workerQueue` (a planned move; undefined when that worker cannot
+   * take it) or on any worker of the shared queue (throws what it failed with).
+   */
+  private async initializeOn(
+    workerQueue: string | undefined,
+  ): Promise<{ id: string; workerQueue: string; lease?: LeaseState } | undefined> {
+    const c = this.c;
     c.pins++;
     const id = `${c.owner}/${c.pins}`;
-    const { workerQueue, lease } = await this.initializer.initializeProcessor({
+    const request = {
       ref: this.ref,
       processorName: this.input.processor,
       pin: id,
       startingPosition: c.checkpoint ?? c.startingPosition,
       // The lease: renewed first after a move; always read for its pending checkpoint (told to `initialize`).
       lease: this.lease(),
-    });
+    };
+    if (workerQueue === undefined) return { id, ...(await this.initializer.initializeProcessor(request)) };
+    try {
+      return { id, ...(await targetedInitializeActivities(this.options, workerQueue)(request)) };
+    } catch (error) {
+      if (!workerRefused(error)) throw error;
+      log.info('the chosen worker did not take the shard; any worker may', {
+        shardId: this.ref.shardId,
+        target: workerQueue,
+        error: error instanceof ActivityFailure ? String(error.cause?.message) : String(error),
+      });
+      return undefined;
+    }
+  }
+
+  /** The shard is pinned: adopt what the worker read from the lease. */
+  private landed(placed: { id: string; workerQueue: string; lease?: LeaseState }): Pin {
+    const c = this.c;
+    const { lease } = placed;
     if (lease) {
       const moved = lease.checkpoint !== undefined && JSON.stringify(lease.checkpoint) !== JSON.stringify(c.checkpoint);
       this.adoptLease(lease, true);
@@ -139,7 +280,9 @@ export class ShardContext {
         c.iterator = undefined;
       }
     }
-    c.pin = { id, workerQueue };
+    this.unplaced = false;
+    c.pin = { id: placed.id, workerQueue: placed.workerQueue };
+    if (this.move?.to === placed.workerQueue) this.move = undefined;
     this.showDetails();
     return c.pin;
   }
@@ -147,6 +290,7 @@ export class ShardContext {
   /** The pinned worker is gone: the next instance resumes from the durable checkpoint, as a new KCL lease holder would. */
   unpin(why: string): void {
     const c = this.c;
+    this.leaving = undefined;
     log.warn('moving shard to another worker', { shardId: this.ref.shardId, why, from: c.pin?.workerQueue });
     c.pin = undefined;
     c.counters.workerMoves++;

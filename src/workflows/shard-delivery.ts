@@ -58,6 +58,9 @@ export async function deliver(
         case Failure.WORKER_LOST:
           ctx.unpin(failureMessage(error));
           return 'RETRY';
+        case Failure.DRAINING:
+          ctx.leaving = 'DRAINING'; // the loop hands the shard over, and the batch is read again elsewhere
+          return 'RETRY';
         case Failure.LEASE_LOST:
           return 'ZOMBIE';
         case Failure.PROCESSING_FAILED:
@@ -130,6 +133,9 @@ async function deadLetter(
         return 'RETRY';
       case Failure.WORKER_LOST:
         ctx.unpin(failureMessage(failure));
+        return 'RETRY';
+      case Failure.DRAINING:
+        ctx.leaving = 'DRAINING';
         return 'RETRY';
       default:
         throw failure;

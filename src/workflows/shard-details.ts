@@ -27,6 +27,13 @@ export function renderDetails(ctx: ShardContext): void {
         ? [`- parents: ${ctx.parentShardIds.map((id) => `\`${id}\``).join(', ')}`]
         : []),
       ...(cursor?.pin ? [`- worker: \`${cursor.pin.workerQueue}\``] : []),
+      ...(ctx.move ? [`- moving to \`${ctx.move.to ?? 'another worker'}\` (${ctx.move.reason})`] : []),
+      ...(ctx.state === 'WAITING_FOR_WORKER'
+        ? ['- waiting for a worker with room: every worker that answered holds its maxShardsPerWorker (--max-shards)']
+        : []),
+      ...(counters?.workerMoves || counters?.handoffs
+        ? [`- ${counters.handoffs ?? 0} planned moves (graceful), ${counters.workerMoves} failovers`]
+        : []),
       ...(ctx.haltedReason ? [`- halted: ${ctx.haltedReason} (signal \`retry\` to try again)`] : []),
     ].join('\n'),
   );

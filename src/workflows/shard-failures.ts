@@ -9,6 +9,11 @@ import { FailureType } from '../failure-types';
 export const Failure = {
   /** The pinned worker is gone or leaving: pin the shard elsewhere (it resumes from the durable checkpoint). */
   WORKER_LOST: 'WORKER_LOST',
+  /**
+   * The pinned worker is stopping gracefully: hand the shard over (its processor gets `shutdown(REQUESTED)` there, with
+   * a working checkpointer).
+   */
+  DRAINING: 'DRAINING',
   /** The processor kept failing (or ran out of time) on a batch: HALT or dead-letter. */
   PROCESSING_FAILED: 'PROCESSING_FAILED',
   /** The batch is no longer in the worker's memory: read it again. */
@@ -43,8 +48,9 @@ export function classify(error: unknown, kind: CallKind): Failure {
     case FailureType.BatchLost:
       return Failure.BATCH_LOST;
     case FailureType.ProcessorLost:
-    case FailureType.WorkerDraining:
       return Failure.WORKER_LOST;
+    case FailureType.WorkerDraining:
+      return Failure.DRAINING;
     case FailureType.CheckpointConflict:
       return Failure.LEASE_LOST;
     case FailureType.ProcessorFailed:

@@ -12,6 +12,7 @@ import { idleWaitMs, readActivity } from './shard-activities';
 import type { ShardContext } from './shard-context';
 import { deliver } from './shard-delivery';
 import { classify, Failure, failureMessage } from './shard-failures';
+import { handOff } from './shard-handoff';
 import { finish, zombie } from './shard-shutdown';
 import { freshIterator } from './shard-start';
 
@@ -40,20 +41,21 @@ export function readInput(
 }
 
 /**
- * One read from the cursor's iterator; a quiet shard's read waits on the worker. A stop ends the wait at once: the
- * read is cancelled and 'STOPPED' returned.
+ * One read from the cursor's iterator; a quiet shard's read waits on the worker. A stop or a move ends the wait at
+ * once: the read is cancelled and 'INTERRUPTED' returned (a move's shutdown on the worker also ends the wait there).
  */
-export async function readBatch(ctx: ShardContext, p: Pin, iterator: string): Promise<BatchSummary | 'STOPPED'> {
+export async function readBatch(ctx: ShardContext, p: Pin, iterator: string): Promise<BatchSummary | 'INTERRUPTED'> {
   const waitMs = idleWaitMs(ctx.options, ctx.c.quietReads ?? 0);
   const read = readActivity(ctx.options, p.workerQueue, ctx.ref.shardId, waitMs);
   if (waitMs === 0) return read(readInput(ctx, p, iterator, ctx.c.skipUntil, 0));
   const scope = new CancellationScope();
   const waiting = scope.run(() => read(readInput(ctx, p, iterator, ctx.c.skipUntil, waitMs)));
-  const stopped = await Promise.race([waiting.then(() => false), condition(() => ctx.stopRequested)]);
-  if (stopped && ctx.stopRequested) {
+  const interrupted = () => ctx.stopRequested || ctx.moveRequested();
+  const stopped = await Promise.race([waiting.then(() => false), condition(interrupted)]);
+  if (stopped && interrupted()) {
     scope.cancel();
     waiting.catch(() => undefined);
-    return 'STOPPED';
+    return 'INTERRUPTED';
   }
   return waiting;
 }
@@ -81,6 +83,9 @@ export function onReadFailure(ctx: ShardContext, error: unknown): void {
     case Failure.WORKER_LOST:
       ctx.unpin(failureMessage(error));
       return;
+    case Failure.DRAINING:
+      ctx.leaving = 'DRAINING'; // handed over at the loop's head
+      return;
     default:
       throw error;
   }
@@ -93,6 +98,14 @@ export async function runPerBatch(ctx: ShardContext): Promise<ShardConsumerResul
   let batchesThisRun = 0;
   for (;;) {
     if (ctx.stopRequested) return finish(ctx, 'REQUESTED');
+    if (ctx.moveRequested()) {
+      // A batch boundary: nothing is in flight on the old worker but a prefetched read, whose batch is dropped (it is
+      // read again, after the checkpoint the old processor writes in its shutdown).
+      if (pending) await pending.read.catch(() => undefined);
+      pending = undefined;
+      if ((await handOff(ctx)) === 'ZOMBIE') return zombie(ctx);
+      continue;
+    }
     if (batchesThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested) {
       if (pending) await pending.read.catch(() => undefined);
       return 'CONTINUE_AS_NEW';
@@ -107,7 +120,7 @@ export async function runPerBatch(ctx: ShardContext): Promise<ShardConsumerResul
         pending && pending.pinId === p.id && pending.iterator === iterator ? pending.read : readBatch(ctx, p, iterator);
       pending = undefined;
       const got = await read;
-      if (got === 'STOPPED') return finish(ctx, 'REQUESTED');
+      if (got === 'INTERRUPTED') continue; // a stop or a move: the loop's head acts on it
       batch = got;
     } catch (error) {
       pending = undefined;

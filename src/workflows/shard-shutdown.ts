@@ -85,25 +85,33 @@ export async function finish(
     ...(c.checkpoint !== undefined ? { lastCheckpoint: c.checkpoint } : {}),
     ...(c.lastProcessed ? { lastProcessed: c.lastProcessed } : {}),
   });
-  let outcome: ShutdownOutcome;
-  try {
-    const p = await ctx.pin();
-    outcome = await ctx.pinned(p).process.shutdownProcessor({ ...request(), pin: p.id });
-  } catch (error) {
-    const kind = classify(error, 'shutdown');
-    if (kind === Failure.LEASE_LOST) return zombie(ctx);
-    if (kind !== Failure.WORKER_LOST) throw error;
-    // The pinned worker is gone: shut down a fresh instance on any worker (after renewing the lease: the lost worker
-    // may have written checkpoints), so shutdown is still called.
+  // Its worker is gone, or no worker had room for it: shut down a fresh instance on any worker (after renewing the
+  // lease: a lost worker may have written checkpoints), so shutdown is still called. Allowed beyond a worker's cap.
+  const anywhere = async (): Promise<ShutdownOutcome | 'ZOMBIE'> => {
     c.pin = undefined;
     c.renewLease = true;
     try {
-      outcome = await ctx.initializer.shutdownProcessor({ ...request(), pin: `${c.owner}/${c.pins}` });
+      return await ctx.initializer.shutdownProcessor({ ...request(), pin: `${c.owner}/${c.pins}` });
     } catch (fallbackError) {
-      if (classify(fallbackError, 'shutdown') === Failure.LEASE_LOST) return zombie(ctx);
+      if (classify(fallbackError, 'shutdown') === Failure.LEASE_LOST) return 'ZOMBIE';
       throw fallbackError;
     }
+  };
+  let outcome: ShutdownOutcome | 'ZOMBIE';
+  if (!c.pin && ctx.unplaced) {
+    outcome = await anywhere();
+  } else {
+    try {
+      const p = await ctx.pin();
+      outcome = await ctx.pinned(p).process.shutdownProcessor({ ...request(), pin: p.id });
+    } catch (error) {
+      const kind = classify(error, 'shutdown');
+      if (kind === Failure.LEASE_LOST) return zombie(ctx);
+      if (kind !== Failure.WORKER_LOST && kind !== Failure.DRAINING) throw error;
+      outcome = await anywhere();
+    }
   }
+  if (outcome === 'ZOMBIE') return zombie(ctx);
   ctx.adoptLease(outcome, true);
   if (outcome.checkpoint) c.counters.checkpoints++;
   if (reason === 'TERMINATE') {

@@ -14,6 +14,7 @@ import type { ShardContext } from './shard-context';
 import { deliver } from './shard-delivery';
 import { classify, Failure, failureMessage } from './shard-failures';
 import { onReadFailure, quiet, readBatch } from './shard-per-batch';
+import { handOff } from './shard-handoff';
 import { finish, zombie } from './shard-shutdown';
 import { freshIterator } from './shard-start';
 
@@ -46,9 +47,11 @@ async function runWindow(ctx: ShardContext, p: Pin, first: BatchSummary | undefi
     heartbeatEveryMs: windowHeartbeatEveryMs(options),
     processTimeoutMs: options.processTimeoutMs,
   });
-  const stopped = await Promise.race([window.then(() => false), condition(() => ctx.stopRequested)]);
-  if (stopped && ctx.stopRequested) {
-    // The window stops where it is and reports it; if its worker is gone, its heartbeat timeout ends it.
+  const interrupted = () => ctx.stopRequested || ctx.moveRequested();
+  const stopped = await Promise.race([window.then(() => false), condition(interrupted)]);
+  if (stopped && interrupted()) {
+    // A stop or a move: the window stops where it is (after the batch in hand) and reports it; if its worker is gone,
+    // its heartbeat timeout ends it.
     await activities.stop({ ref: ctx.ref, pin: p.id }).catch((error: unknown) => {
       log.warn('could not stop the window on its worker', { shardId: ctx.ref.shardId, error: String(error) });
     });
@@ -63,6 +66,13 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
   let stepsThisRun = 0;
   for (;;) {
     if (ctx.stopRequested) return finish(ctx, 'REQUESTED');
+    if (ctx.moveRequested()) {
+      // Between windows nothing runs on the old worker. A batch read to open the next window is dropped: it is read
+      // again after the checkpoint the old processor writes in its shutdown.
+      first = undefined;
+      if ((await handOff(ctx)) === 'ZOMBIE') return zombie(ctx);
+      continue;
+    }
     if (!first && (stepsThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested)) {
       return 'CONTINUE_AS_NEW';
     }
@@ -75,14 +85,14 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
 
     if (!first && (c.quietReads ?? 0) > 0) {
       // The shard went quiet: wait for records without a window (no heartbeats while nothing happens).
-      let batch: BatchSummary | 'STOPPED';
+      let batch: BatchSummary | 'INTERRUPTED';
       try {
         batch = await readBatch(ctx, p, c.iterator!);
       } catch (error) {
         onReadFailure(ctx, error);
         continue;
       }
-      if (batch === 'STOPPED') return finish(ctx, 'REQUESTED');
+      if (batch === 'INTERRUPTED') continue; // a stop or a move: the loop's head acts on it
       if (quiet(ctx, batch)) {
         advance(c, batch);
         c.quietReads = (c.quietReads ?? 0) + 1;
@@ -105,6 +115,10 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
           first = undefined;
           ctx.unpin(failureMessage(error));
           continue;
+        case Failure.DRAINING:
+          first = undefined;
+          ctx.leaving = 'DRAINING';
+          continue;
         default:
           throw error;
       }
@@ -126,7 +140,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
         c.quietReads = 1;
         break;
       case 'DRAINING':
-        ctx.unpin('WorkerDraining');
+        ctx.leaving = 'DRAINING'; // handed over at the loop's head: shutdown(REQUESTED) on the stopping worker
         break;
       case 'PROCESSING_FAILED': {
         const failed = window.failed!;

@@ -11,6 +11,8 @@ export function installQuietRuntime(options: { prometheusBindAddress?: string } 
   if (installed) return;
   installed = true;
   Runtime.install({
+    // Worker processes handle SIGINT/SIGTERM themselves (a graceful handoff); the SDK's hook would stop their workers first.
+    shutdownSignals: [],
     logger: new DefaultLogger('WARN'),
     ...(options.prometheusBindAddress
       ? { telemetryOptions: { metrics: { prometheus: { bindAddress: options.prometheusBindAddress } } } }

@@ -84,6 +84,8 @@ export interface FakeKinesisOptions {
   checkpointPolicy?: CheckpointPolicy;
   /** The processor checkpoints at its last record in `shutdown(TERMINATE | REQUESTED)`. @default false */
   checkpointOnShutdown?: boolean;
+  /** Own queues of more workers with the same stubs (a planned move may target them). @default none */
+  otherWorkers?: string[];
 }
 
 /**
@@ -95,6 +97,8 @@ export class FakeKinesis {
   readonly calls: ActivityCall[] = [];
   /** Every batch a processor instance received, in delivery order. */
   readonly deliveries: { pin: string; records: UserRecord[]; taskQueue: string }[] = [];
+  /** Every shutdown call: the pin, its reason and where it ran. */
+  readonly shutdowns: { pin: string; reason: string; taskQueue: string }[] = [];
   /** Processor instances by pin id, with the queue of the worker that holds each. */
   readonly instances = new Map<string, string>();
   /** Batches held in the (single) worker memory, by handle. */
@@ -103,6 +107,7 @@ export class FakeKinesis {
   checkpointPolicy: CheckpointPolicy;
   checkpointOnShutdown: boolean;
   pinnedQueue: string;
+  readonly otherWorkers: string[];
   private tick = 0;
   private handles = 0;
   /** The newest lease counter each pin reached (as a worker remembers it for its pins). */
@@ -113,6 +118,7 @@ export class FakeKinesis {
     this.pinnedQueue = options.pinnedQueue;
     this.checkpointPolicy = options.checkpointPolicy ?? checkpointEveryBatch;
     this.checkpointOnShutdown = options.checkpointOnShutdown ?? false;
+    this.otherWorkers = options.otherWorkers ?? [];
   }
 
   addShard(shardId: string, parentShardIds: string[] = []): FakeShard {
@@ -281,14 +287,16 @@ export class FakeKinesis {
         this.leases.release(input.ref.shardId, input.owner, input.counter);
       }),
 
-      initializeProcessor: this.stub('initializeProcessor', (input) => {
-        this.instances.set(input.pin, this.pinnedQueue);
+      initializeProcessor: this.stub('initializeProcessor', (input, call) => {
+        // On the shared queue the shard lands on the pinned worker; on a worker's own queue (a planned move), there.
+        const workerQueue = call.taskQueue.includes('@') ? call.taskQueue : this.pinnedQueue;
+        this.instances.set(input.pin, workerQueue);
         // The lease comes with every pin; only a renewal (after a move) renews it.
-        if (!input.lease?.renew) return { workerQueue: this.pinnedQueue };
+        if (!input.lease?.renew) return { workerQueue };
         const lease = this.leases.renew(input.ref.shardId, input.lease.owner);
         this.pinCounters.set(input.pin, lease.counter);
         return {
-          workerQueue: this.pinnedQueue,
+          workerQueue,
           lease: {
             counter: lease.counter,
             ...(lease.checkpoint !== undefined ? { checkpoint: lease.checkpoint } : {}),
@@ -316,7 +324,8 @@ export class FakeKinesis {
         return { checkpoint, checkpoints: 1, counter, durationMs: 1 };
       }),
 
-      shutdownProcessor: this.stub('shutdownProcessor', (input) => {
+      shutdownProcessor: this.stub('shutdownProcessor', (input, call) => {
+        this.shutdowns.push({ pin: input.pin, reason: input.reason, taskQueue: call.taskQueue });
         this.instances.delete(input.pin);
         if (input.reason === 'ZOMBIE' || !input.lease) return {};
         let lease = input.lease;
@@ -361,11 +370,13 @@ export async function withStubWorkers<T>(
   bundled ??= workflowBundle();
   const bundle = await bundled;
   const activities = fake.activities();
-  const [main, pinned] = await Promise.all([
+  const [main, pinned, ...others] = await Promise.all([
     Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities }),
     Worker.create({ connection: env.nativeConnection, taskQueue: fake.pinnedQueue, activities }),
+    ...fake.otherWorkers.map((queue) => Worker.create({ connection: env.nativeConnection, taskQueue: queue, activities })),
   ]);
-  return main.runUntil(pinned.runUntil(body));
+  const withOthers = others.reduce<() => Promise<T>>((inner, worker) => () => worker.runUntil(inner()), body);
+  return main.runUntil(pinned.runUntil(withOthers));
 }
 
 /** Application and stream of every stubbed consumer (the lease table defaults to the application name). */

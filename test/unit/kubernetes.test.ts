@@ -110,13 +110,13 @@ describe('deploy/kubernetes/worker.yaml', () => {
     const pod = deployment?.spec?.template?.spec;
     const container = pod?.containers?.[0];
     assert.ok(pod && container?.livenessProbe?.httpGet && container.readinessProbe?.httpGet);
-    pod.terminationGracePeriodSeconds = 30;
+    pod.terminationGracePeriodSeconds = 25;
     container.livenessProbe.httpGet.path = '/health';
     container.readinessProbe.httpGet.port = 9464;
     container.env = [...(container.env ?? []), { name: 'TEMPORAL_HOST' }];
 
     assert.deepEqual(problems(manifests), [
-      "terminationGracePeriodSeconds 30 s does not outlast the worker's 30 s shutdown grace (+10 s)",
+      `terminationGracePeriodSeconds 25 s does not outlast the worker's ${DEFAULT_SHUTDOWN_GRACE_TIME_MS / 1000} s shutdown grace (+10 s)`,
       'unknown variable TEMPORAL_HOST',
       'livenessProbe asks /health, not /healthz',
       'readinessProbe port 9464 is not the health port 9465',

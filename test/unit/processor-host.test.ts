@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProcessorHost } from '../../src/activities/processor-host';
 import type { ShardRef } from '../../src/consumer-types';
-import type { RecordProcessorFactory, ShutdownReason } from '../../src/record-processor';
+import type { Checkpointer, RecordProcessorFactory, ShutdownReason } from '../../src/record-processor';
 
 const ref: ShardRef = { applicationName: 'app', streamName: 'stream', shardId: 'shardId-000000000000' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -133,5 +133,73 @@ describe('ProcessorHost: removing an instance', () => {
       [1, 2],
       'every instance created is shut down exactly once',
     );
+  });
+});
+
+describe('ProcessorHost: maxShards and draining', () => {
+  const shard = (n: number): ShardRef => ({ ...ref, shardId: `shardId-${String(n).padStart(12, '0')}` });
+  const slowInit: RecordProcessorFactory = () => ({
+    initialize: async () => {
+      await sleep(20);
+    },
+    processRecords: async () => undefined,
+  });
+
+  test('a shard beyond maxShards is refused FULL, even when initializations run concurrently; a re-pin is not counted twice', async () => {
+    const host = new ProcessorHost({ p: slowInit }, { maxShards: 2 });
+    const results = await Promise.allSettled(
+      [1, 2, 3, 4].map((n) =>
+        host.initialize({ ref: shard(n), processorName: 'p', pin: `o${n}/1`, startingPosition: 'TRIM_HORIZON' }),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'fulfilled', 'rejected', 'rejected'],
+    );
+    const refusal = (results[2] as PromiseRejectedResult).reason as { refusal?: string; message: string };
+    assert.equal(refusal.refusal, 'FULL');
+    assert.match(refusal.message, /--max-shards 2/);
+    assert.equal(host.holding, 2);
+    // A new pin of a shard held here replaces its instance: still 2.
+    await host.initialize({ ref: shard(1), processorName: 'p', pin: 'o1/2', startingPosition: 'TRIM_HORIZON' });
+    assert.equal(host.holding, 2);
+    // An instance only for a shutdown call may go beyond the cap, and does not count.
+    await host.initialize({
+      ref: shard(5),
+      processorName: 'p',
+      pin: 'o5/1/shutdown',
+      startingPosition: 'TRIM_HORIZON',
+      transient: true,
+    });
+    assert.equal(host.holding, 2);
+    assert.equal(host.size, 3);
+    // Room again once a shard leaves.
+    await host.shutdown(shard(2), 'o2/1', { reason: 'ZOMBIE' });
+    await host.initialize({ ref: shard(3), processorName: 'p', pin: 'o3/2', startingPosition: 'TRIM_HORIZON' });
+    assert.equal(host.holds(shard(3), 'o3/2'), true);
+  });
+
+  test('beginDrain refuses new shards and new calls, ends the pins’ waits, and still runs shutdown(REQUESTED)', async () => {
+    const reasons: ShutdownReason[] = [];
+    const host = new ProcessorHost({
+      p: () => ({ processRecords: async () => undefined, shutdown: async (input) => void reasons.push(input.reason) }),
+    });
+    await host.initialize({ ref, processorName: 'p', pin: 'o/1', startingPosition: 'TRIM_HORIZON' });
+    const wait = host.stopSignal(ref, 'o/1');
+    assert.equal(wait.aborted, false);
+    host.beginDrain();
+    assert.equal(wait.aborted, true, 'a quiet read or window of the pin ends at once');
+    await assert.rejects(
+      host.initialize({ ref: shard(9), processorName: 'p', pin: 'x/1', startingPosition: 'TRIM_HORIZON' }),
+      { refusal: 'DRAINING' },
+    );
+    await assert.rejects(
+      host.process(ref, 'o/1', 'h', async () => undefined),
+      { refusal: 'DRAINING' },
+    );
+    // (The host passes the checkpointer through; this processor does not use it.)
+    await host.shutdown(ref, 'o/1', { reason: 'REQUESTED', checkpointer: {} as Checkpointer });
+    assert.deepEqual(reasons, ['REQUESTED']);
+    assert.equal(host.size, 0);
   });
 });

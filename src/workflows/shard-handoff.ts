@@ -1,0 +1,66 @@
+/**
+ * A planned move of a shard to another worker (balance, capacity, or its worker stopping): graceful, as KCL 3's
+ * graceful lease handoff, but with nothing delivered twice. At a batch boundary (nothing in flight on the old worker),
+ * the processor there gets `shutdown(REQUESTED)` with a working checkpointer whose checkpoints are durable when they
+ * resolve; then the shard is unpinned keeping its lease, and the next pin (on the target, else any worker) renews the
+ * lease — fencing out the old worker — and initializes a new processor at the checkpoint the old one wrote.
+ */
+import { log } from '@temporalio/workflow';
+import { resumeFromCheckpoint } from '../shard-cursor';
+import type { ShardContext } from './shard-context';
+import { classify, Failure, failureMessage } from './shard-failures';
+
+/**
+ * Hands the shard over. MOVED: unpinned after the old processor's shutdown(REQUESTED) (or after its worker turned out to
+ * be gone: then as a failover, from the durable checkpoint). ZOMBIE: the lease was lost meanwhile.
+ */
+export async function handOff(ctx: ShardContext): Promise<'MOVED' | 'ZOMBIE'> {
+  const c = ctx.c;
+  const p = c.pin;
+  const why = ctx.leaving ?? ctx.move?.reason ?? 'BALANCE';
+  if (!p) return 'MOVED';
+  log.info('handing the shard over to another worker', {
+    shardId: ctx.ref.shardId,
+    reason: why,
+    from: p.workerQueue,
+    to: ctx.move?.to ?? 'any worker',
+  });
+  try {
+    const outcome = await ctx.pinned(p).process.shutdownProcessor({
+      ref: ctx.ref,
+      processorName: ctx.input.processor,
+      pin: p.id,
+      reason: 'REQUESTED',
+      lease: ctx.lease(),
+      startingPosition: c.checkpoint ?? c.startingPosition,
+      ...(c.checkpoint !== undefined ? { lastCheckpoint: c.checkpoint } : {}),
+      ...(c.lastProcessed ? { lastProcessed: c.lastProcessed } : {}),
+    });
+    ctx.adoptLease(outcome);
+    if (outcome.checkpoint) c.counters.checkpoints++;
+  } catch (error) {
+    switch (classify(error, 'shutdown')) {
+      case Failure.LEASE_LOST:
+        return 'ZOMBIE';
+      case Failure.WORKER_LOST:
+      case Failure.DRAINING:
+      case Failure.PROCESSING_FAILED:
+        // Its worker is gone, or the processor's shutdown threw: KCL's redelivery from the durable checkpoint.
+        ctx.unpin(`handoff from ${p.workerQueue} failed: ${failureMessage(error)}`);
+        return 'MOVED';
+      default:
+        throw error;
+    }
+  }
+  // The workflow keeps the lease; the next pin renews it (the counter moves, so a straggler of the old pin is fenced).
+  c.pin = undefined;
+  c.renewLease = true;
+  c.counters.handoffs = (c.counters.handoffs ?? 0) + 1;
+  Object.assign(c, resumeFromCheckpoint(c));
+  c.iterator = undefined;
+  c.quietReads = 0;
+  ctx.leaving = undefined;
+  if (ctx.move?.to === p.workerQueue) ctx.move = undefined;
+  ctx.showDetails();
+  return 'MOVED';
+}
