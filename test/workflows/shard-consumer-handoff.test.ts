@@ -62,8 +62,8 @@ describe('a planned move (moveShard)', () => {
     assert.deepEqual(
       fake.shutdowns.map((s) => [s.pin, s.reason, s.taskQueue]),
       [
-        [first!.input.pin, 'REQUESTED', fake.pinnedQueue],
-        [second!.input.pin, 'REQUESTED', target],
+        [first.input.pin, 'REQUESTED', fake.pinnedQueue],
+        [second.input.pin, 'REQUESTED', target],
       ],
       'the old processor got shutdown(REQUESTED) on its own worker (working checkpointer), never ZOMBIE',
     );
