@@ -70,6 +70,18 @@ describe('temporal-kcl on bad input', () => {
     assertFailed(run, /processor module \.\/missing\.js not found/);
   });
 
+  test('worker with a bad --max-shards (flag or TEMPORAL_KCL_MAX_SHARDS) gives the accepted range', async () => {
+    for (const value of ['0', '-3', 'many', '2.5', '10001']) {
+      const run = await runCli(['worker', '--processor', 'test/fixtures/file-appending-processor.ts', '--max-shards', value], env);
+      assertFailed(run, /--max-shards/, new RegExp(`${value.replace('.', '\\.')}`), /between 1 and 10000/);
+    }
+    const fromEnv = await runCli(['worker', '--processor', 'test/fixtures/file-appending-processor.ts'], {
+      ...env,
+      TEMPORAL_KCL_MAX_SHARDS: 'zero',
+    });
+    assertFailed(fromEnv, /--max-shards/, /zero/, /between 1 and 10000/);
+  });
+
   test('worker with a module that does not default-export a function says what is needed', async () => {
     const run = await runCli(['worker', '--processor', 'test/fixtures/not-a-processor.ts'], env);
     assertFailed(
