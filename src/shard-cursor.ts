@@ -200,3 +200,15 @@ export function advance(
 export function recordDeadLetter(cursor: ShardCursor, report: DeadLetterReport): void {
   cursor.recentDeadLetters = [...cursor.recentDeadLetters, report].slice(-RECENT);
 }
+
+/**
+ * Takes a fresh iterator taken at the cursor's `resumeFrom`. LATEST is pinned to the time it was taken, so a later
+ * re-read skips nothing.
+ */
+export function adoptIterator(cursor: ShardCursor, fresh: { iterator: string; obtainedAt: string }): void {
+  cursor.iterator = fresh.iterator;
+  if (cursor.resumeFrom.type === 'LATEST') {
+    cursor.resumeFrom = { type: 'AT_TIMESTAMP', timestamp: fresh.obtainedAt };
+    if (cursor.origin.type === 'LATEST') cursor.origin = cursor.resumeFrom;
+  }
+}

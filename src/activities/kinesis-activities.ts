@@ -52,6 +52,22 @@ function iteratorRequest(ref: ShardRef, position: ResumePosition): GetShardItera
   }
 }
 
+/** A shard iterator at `position` (GetShardIterator), and when it was taken; failures as typed activity failures. */
+export async function shardIterator(
+  kinesis: KinesisClient,
+  ref: ShardRef,
+  position: ResumePosition,
+): Promise<{ iterator: string; obtainedAt: string }> {
+  const obtainedAt = new Date().toISOString();
+  try {
+    const response = await kinesis.send(new GetShardIteratorCommand(iteratorRequest(ref, position)));
+    if (!response.ShardIterator) throw new Error('GetShardIterator returned no iterator');
+    return { iterator: response.ShardIterator, obtainedAt };
+  } catch (error) {
+    throw kinesisFailure(error, `GetShardIterator ${position.type} on ${ref.shardId} of stream ${ref.streamName}`);
+  }
+}
+
 function toShardDescription(shard: NonNullable<ListShardsCommandOutput['Shards']>[number]): ShardDescription {
   return {
     shardId: shard.ShardId ?? '',
@@ -123,17 +139,7 @@ export function createKinesisActivities({ kinesis, cache, host, reader }: Kinesi
       position: ResumePosition;
     }): Promise<{ iterator: string; obtainedAt: string }> {
       countRetry(input.ref);
-      const obtainedAt = new Date().toISOString();
-      try {
-        const response = await kinesis.send(new GetShardIteratorCommand(iteratorRequest(input.ref, input.position)));
-        if (!response.ShardIterator) throw new Error('GetShardIterator returned no iterator');
-        return { iterator: response.ShardIterator, obtainedAt };
-      } catch (error) {
-        throw kinesisFailure(
-          error,
-          `GetShardIterator ${input.position.type} on ${input.ref.shardId} of stream ${input.ref.streamName}`,
-        );
-      }
+      return shardIterator(kinesis, input.ref, input.position);
     },
 
     /**

@@ -1,5 +1,13 @@
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { LeaseRef, LeaseState, ProcessOutcome, ShardRef, ShutdownOutcome } from '../consumer-types';
+import type {
+  LeaseRef,
+  LeaseState,
+  ProcessOutcome,
+  ResumePosition,
+  ShardRef,
+  ShutdownOutcome,
+} from '../consumer-types';
 import { KclError } from '../errors';
 import { FailureType } from '../failure-types';
 import {
@@ -13,12 +21,15 @@ import type { KinesisRecord, ShutdownReason } from '../record-processor';
 import type { BatchCache } from './batch-cache';
 import { leaseTableFailure } from './aws-failures';
 import { withHeartbeats } from './heartbeat';
+import { shardIterator } from './kinesis-activities';
 import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
 import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
 
 export interface ProcessorActivityDeps {
+  /** For the iterator `initializeProcessor` gets along (saves the workflow a GetShardIterator activity per pin). */
+  kinesis: KinesisClient;
   host: ProcessorHost;
   cache: BatchCache;
   /** Lease writers of the pins on this worker: checkpoints are written here, durable when `checkpoint()` resolves. */
@@ -54,6 +65,13 @@ export interface ShutdownProcessorInput {
   startingPosition: Checkpoint;
   lastCheckpoint?: Checkpoint;
   lastProcessed?: ExtendedSequenceNumber;
+}
+
+/** An iterator taken when a shard was pinned, and the position it is at. */
+export interface PinIterator {
+  iterator: string;
+  obtainedAt: string;
+  position: ResumePosition;
 }
 
 function describe(error: unknown): string {
@@ -113,7 +131,7 @@ function durableCheckpointer(
 }
 
 /** Activities that call the user's record processor. All but `initializeProcessor` run on the worker the shard is pinned to. */
-export function createProcessorActivities({ host, cache, workerQueue, openLease }: ProcessorActivityDeps) {
+export function createProcessorActivities({ kinesis, host, cache, workerQueue, openLease }: ProcessorActivityDeps) {
   /** The pin's lease writer; a DynamoDB fault opening it (a renewal) is retried, a lost lease is CheckpointConflict. */
   const leaseFor = async (
     ref: ShardRef,
@@ -126,6 +144,25 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
       return await openLease(ref, pin, lease, lastCheckpoint, options);
     } catch (error) {
       throw writeFailure(error, ref.shardId);
+    }
+  };
+  /**
+   * The iterator a new pin starts reading with: at the renewed lease's checkpoint when it has one (as the workflow then
+   * resumes there), else where the workflow asked. Best effort: a failure leaves it to the workflow's own call.
+   */
+  const iteratorFor = async (
+    ref: ShardRef,
+    asked: ResumePosition,
+    renewedCheckpoint: Checkpoint | undefined,
+  ): Promise<PinIterator | undefined> => {
+    const position: ResumePosition =
+      typeof renewedCheckpoint === 'object'
+        ? { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: renewedCheckpoint.sequenceNumber }
+        : asked;
+    try {
+      return { ...(await shardIterator(kinesis, ref, position)), position };
+    } catch {
+      return undefined;
     }
   };
   return {
@@ -141,7 +178,12 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
       pin: string;
       startingPosition: Checkpoint;
       lease?: LeaseRef;
-    }): Promise<{ workerQueue: string; lease?: LeaseState }> {
+      /**
+       * Where the workflow would read from next, when it has no iterator: one is returned along, at this position (or,
+       * after a renewal found a newer checkpoint, at that checkpoint), with the position it is at.
+       */
+      iteratorAt?: ResumePosition;
+    }): Promise<{ workerQueue: string; lease?: LeaseState; iterator?: PinIterator }> {
       countRetry(input.ref);
       // Renewed before the processor is initialized, so it is told the checkpoint it really starts after.
       const opened = input.lease
@@ -166,11 +208,14 @@ export function createProcessorActivities({ host, cache, workerQueue, openLease 
           ? processorFailure(error, what)
           : sharedQueueFailure(error, what);
       }
-      if (!lease) return { workerQueue };
+      const iterator = input.iteratorAt ? await iteratorFor(input.ref, input.iteratorAt, lease?.checkpoint) : undefined;
+      const withIterator = iterator ? { iterator } : {};
+      if (!lease) return { workerQueue, ...withIterator };
       host.setLeaseCounter(input.ref, input.pin, lease.counter);
       return {
         workerQueue,
         lease: { counter: lease.counter, ...(lease.checkpoint !== undefined ? { checkpoint: lease.checkpoint } : {}) },
+        ...withIterator,
       };
     },
 

@@ -15,7 +15,8 @@ import type { HashKeyRange, LeaseRef, LeaseState, MoveShard, ShardRef } from '..
 import { ConsumerState } from '../consumer-types';
 import type { ResolvedShardConsumerOptions, ShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
-import { type Pin, resumeFromCheckpoint, type ShardCursor } from '../shard-cursor';
+import type { PinIterator } from '../activities/processor-activities';
+import { adoptIterator, type Pin, resumeFromCheckpoint, type ShardCursor } from '../shard-cursor';
 import { FailureType } from '../failure-types';
 import {
   checkpointActivities,
@@ -241,7 +242,7 @@ export class ShardContext {
    */
   private async initializeOn(
     workerQueue: string | undefined,
-  ): Promise<{ id: string; workerQueue: string; lease?: LeaseState } | undefined> {
+  ): Promise<{ id: string; workerQueue: string; lease?: LeaseState; iterator?: PinIterator } | undefined> {
     const c = this.c;
     c.pins++;
     const id = `${c.owner}/${c.pins}`;
@@ -252,6 +253,8 @@ export class ShardContext {
       startingPosition: c.checkpoint ?? c.startingPosition,
       // The lease: renewed first after a move; always read for its pending checkpoint (told to `initialize`).
       lease: this.lease(),
+      // The worker takes the first iterator along (one activity less per pin).
+      ...(c.iterator === undefined ? { iteratorAt: c.resumeFrom } : {}),
     };
     if (workerQueue === undefined) return { id, ...(await this.initializer.initializeProcessor(request)) };
     try {
@@ -268,7 +271,7 @@ export class ShardContext {
   }
 
   /** The shard is pinned: adopt what the worker read from the lease. */
-  private landed(placed: { id: string; workerQueue: string; lease?: LeaseState }): Pin {
+  private landed(placed: { id: string; workerQueue: string; lease?: LeaseState; iterator?: PinIterator }): Pin {
     const c = this.c;
     const { lease } = placed;
     if (lease) {
@@ -279,6 +282,11 @@ export class ShardContext {
         Object.assign(c, resumeFromCheckpoint(c));
         c.iterator = undefined;
       }
+    }
+    // The iterator the worker took along, if it is where reading resumes (it is not when the lease moved elsewhere).
+    if (c.iterator === undefined && placed.iterator) {
+      const { position, ...fresh } = placed.iterator;
+      if (JSON.stringify(position) === JSON.stringify(c.resumeFrom)) adoptIterator(c, fresh);
     }
     this.unplaced = false;
     c.pin = { id: placed.id, workerQueue: placed.workerQueue };

@@ -7,7 +7,7 @@ import { ConsumerState } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { leaseOwner } from '../ids';
 import { type Checkpoint, SentinelCheckpoint } from '../positions';
-import { emptyCounters, type ShardCursor, startPosition } from '../shard-cursor';
+import { adoptIterator, emptyCounters, type ShardCursor, startPosition } from '../shard-cursor';
 import type { ShardContext } from './shard-context';
 
 export function invalidInput(message: string): ApplicationFailure {
@@ -91,10 +91,5 @@ export async function claimShard(ctx: ShardContext): Promise<'CLAIMED' | 'ALREAD
 /** A fresh iterator where reading resumes (LATEST is pinned to the time it was taken, so a later re-read skips nothing). */
 export async function freshIterator(ctx: ShardContext): Promise<void> {
   const c = ctx.c;
-  const fresh = await ctx.control.getShardIterator({ ref: ctx.ref, position: c.resumeFrom });
-  c.iterator = fresh.iterator;
-  if (c.resumeFrom.type === 'LATEST') {
-    c.resumeFrom = { type: 'AT_TIMESTAMP', timestamp: fresh.obtainedAt };
-    if (c.origin.type === 'LATEST') c.origin = c.resumeFrom;
-  }
+  adoptIterator(c, await ctx.control.getShardIterator({ ref: ctx.ref, position: c.resumeFrom }));
 }
