@@ -18,6 +18,8 @@ import {
   createActivities,
   type DeadLetterHandler,
   ProcessorHost,
+  ShardLoadMeter,
+  startLoadReporter,
 } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
 import type { LiveOwnerGuard } from './checkpoint/checkpoint-table';
@@ -154,6 +156,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const { kinesis, dynamoDb } = clientsFrom(options.aws);
   const host = new ProcessorHost(options.processors);
   const cache = new BatchCache(options.cache);
+  const meter = new ShardLoadMeter();
   const namespace = options.namespace ?? 'default';
   const dataConverter = options.dataConverter ? { dataConverter: options.dataConverter } : {};
   const client = new Client({ connection: options.connection, namespace, ...dataConverter });
@@ -164,6 +167,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     cache,
     workerQueue,
     client,
+    meter,
     liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
@@ -216,10 +220,12 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
           },
           Math.min(60_000, idleTimeoutMs),
         );
+        const reporter = startLoadReporter({ dynamoDb, host, meter, workerQueue });
         try {
           await Promise.all([shared.run(), pinned.run()]);
         } finally {
           clearInterval(sweeper);
+          await reporter.stop();
         }
       })();
       return running;

@@ -14,6 +14,8 @@ import { createShardReader } from './shard-reader';
 import { createWindowActivities } from './window-activities';
 import { createStreamActivities } from './stream-activities';
 import type { ProcessorHost } from './processor-host';
+import type { ShardLoadMeter } from './shard-load';
+import { createFleetActivities } from './fleet-activities';
 
 /** What the activities need: AWS clients, and this worker's processor host, batch cache and own task queue. */
 export interface ActivityDeps {
@@ -28,6 +30,8 @@ export interface ActivityDeps {
   deadLetterHandlers?: Readonly<Record<string, DeadLetterHandler>>;
   /** Leases of live Java KCL workers are not taken (see LiveOwnerGuard). */
   liveOwnerGuard?: LiveOwnerGuard;
+  /** Load per pin, measured where batches are delivered (the worker's load reporter writes it). */
+  meter?: ShardLoadMeter;
 }
 
 type Activity = (input: never) => Promise<unknown>;
@@ -62,6 +66,7 @@ export function createActivities(deps: ActivityDeps) {
       'closedShardConsumers',
       'prepareLeaseTable',
     ]),
+    ...createFleetActivities(deps),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),
@@ -73,6 +78,9 @@ export type Activities = ReturnType<typeof createActivities>;
 
 export { BatchCache, type BatchCacheOptions } from './batch-cache';
 export { ProcessorHost } from './processor-host';
+export { ShardLoadMeter } from './shard-load';
+export { startLoadReporter, type LoadReporter, DEFAULT_LOAD_REPORT_INTERVAL_MS } from './load-reporter';
+export { describeFleet, type WatchFleetInput } from './fleet-activities';
 export type { GetRecordsInput } from './kinesis-activities';
 export type { WindowEnd, WindowHeartbeat, WindowInput, WindowResult } from './window-activities';
 export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';
