@@ -29,7 +29,7 @@ test('pins() lists initialized pins with the lease table and owner they were ini
 
   const pins = host.pins();
   assert.deepEqual(
-    pins.map(({ since, ...rest }) => rest),
+    pins.map(({ ref: pinRef, pin, lease }) => ({ ref: pinRef, pin, ...(lease ? { lease } : {}) })),
     [
       { ref, pin: 'owner/1', lease: { tableName: 'leases', owner: 'owner' } },
       { ref: other, pin: 'owner/2' },
