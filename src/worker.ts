@@ -69,6 +69,13 @@ export interface KclWorkerOptions {
    * @default { failoverTimeMs: 10000, force: false }
    */
   liveOwnerGuard?: LiveOwnerGuard;
+  /**
+   * How often the load of each shard pinned here (KB/s, records/s) is written into its lease item, where the stream
+   * consumer's placement reads it. A shard new on this worker is reported within a second. One DynamoDB write per
+   * shard per interval.
+   * @default 30000
+   */
+  loadReportIntervalMs?: number;
   /** Handlers for `deadLetter: { type: 'CALLBACK', name }`, by name. @default none */
   deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
@@ -220,7 +227,13 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
           },
           Math.min(60_000, idleTimeoutMs),
         );
-        const reporter = startLoadReporter({ dynamoDb, host, meter, workerQueue });
+        const reporter = startLoadReporter({
+          dynamoDb,
+          host,
+          meter,
+          workerQueue,
+          ...(options.loadReportIntervalMs !== undefined ? { intervalMs: options.loadReportIntervalMs } : {}),
+        });
         try {
           await Promise.all([shared.run(), pinned.run()]);
         } finally {
