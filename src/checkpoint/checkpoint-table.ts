@@ -619,8 +619,8 @@ export class CheckpointTable {
   }
 
   /**
-   * Gives the shard up: removes `leaseOwner` and increments the counter, provided `owner` still holds it at `counter`.
-   * The checkpoint stays.
+   * Gives the shard up: removes `leaseOwner` (and the worker's load report but `throughputKBps`) and increments the
+   * counter, provided `owner` still holds it at `counter`. The checkpoint stays.
    *
    * @returns the new counter, or undefined when the lease had already moved on (another owner holds it, or it is gone).
    */
@@ -635,9 +635,18 @@ export class CheckpointTable {
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: key(this.leaseKey(shardId)),
-            UpdateExpression: 'SET #counter = :next REMOVE #owner',
+            // No worker holds the shard's processor any more: its report goes too (KCL's throughputKBps stays, the
+            // shard's last known load).
+            UpdateExpression: 'SET #counter = :next REMOVE #owner, #worker, #max, #rps, #at',
             ConditionExpression: '#owner = :owner AND #counter = :counter',
-            ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
+            ExpressionAttributeNames: {
+              '#owner': A.leaseOwner,
+              '#counter': A.leaseCounter,
+              '#worker': A.temporalKclWorker,
+              '#max': A.temporalKclMaxShards,
+              '#rps': A.temporalKclRecordsPerSec,
+              '#at': A.temporalKclReportedAt,
+            },
             ExpressionAttributeValues: {
               ':owner': { S: owner },
               ':counter': { N: String(counter) },

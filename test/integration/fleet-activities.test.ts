@@ -340,6 +340,23 @@ describe('fleet view: load reports, describeFleet, watchFleet', () => {
       assert.deepEqual(after, takenItem, 'nothing written after the lease was lost');
       assert.equal((await single.getLease(shardId))?.counter, taken.counter);
       assert.ok(reporter.stats.reports > reportsBefore, 'the other pin is still reported');
+
+      // Act 4: the owner releases the multi-stream lease: the report goes with it (KCL's throughputKBps stays) and
+      // the reporter does not write it back
+      assert.ok(await multi.release({ shardId, owner, counter: claimedMulti.counter }));
+      await sleep(2_500);
+      const released = await raw(multiName, `${streamIdentifier}:${shardId}`);
+      assert.equal(released[A.leaseOwner], undefined);
+      for (const attribute of [
+        A.temporalKclWorker,
+        A.temporalKclMaxShards,
+        A.temporalKclRecordsPerSec,
+        A.temporalKclReportedAt,
+      ]) {
+        assert.equal(released[attribute], undefined, `${attribute} after the release`);
+      }
+      assert.ok(Number(released[A.throughputKBps]?.N) > 0, 'the last known load stays');
+      assert.equal(reporter.stats.lost, 2);
       assert.deepEqual(errors, []);
     } finally {
       await reporter.stop();
