@@ -12,8 +12,17 @@ import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { CheckpointTable } from '../checkpoint/checkpoint-table';
 import { FailureType } from '../failure-types';
-import type { FleetShard, FleetView, FleetWorker } from '../fleet-types';
+import {
+  DEFAULT_FLEET_WATCH_MAX_WAIT_MS,
+  type FleetActivities,
+  type FleetShard,
+  type FleetView,
+  type FleetWorker,
+  type WatchFleetInput,
+} from '../fleet-types';
 import { workerTaskQueue } from '../ids';
+
+export type { WatchFleetInput };
 
 /** A worker whose last poll of the shared queue is older than this is not live (a long poll lasts up to 60 s). */
 export const FLEET_LIVENESS_MS = 70_000;
@@ -23,23 +32,7 @@ export const FLEET_POLL_INTERVAL_MS = 2_000;
 export const FLEET_SCAN_INTERVAL_MS = 10_000;
 /** How often `watchFleet` heartbeats (each heartbeat that reaches the server is a billed action). */
 export const FLEET_HEARTBEAT_INTERVAL_MS = 20_000;
-/** Default of {@link WatchFleetInput.maxWaitMs}. */
-export const DEFAULT_FLEET_WATCH_MAX_MS = 120_000;
-
-export interface WatchFleetInput {
-  /** The shared task queue the workers poll. */
-  taskQueue: string;
-  /** The stream's lease table. */
-  tableName: string;
-  /** Multi-stream tables: the stream identifier (the `streamName` attribute of this stream's items). */
-  streamIdentifier?: string;
-  /** The view the caller acts on; absent: a snapshot is returned at once. */
-  known?: FleetView;
-  /** Return after this long even if nothing changed. @default DEFAULT_FLEET_WATCH_MAX_MS */
-  maxWaitMs?: number;
-}
-
-export interface FleetDeps {
+export interface FleetActivityDeps {
   /** Temporal client (DescribeTaskQueue). */
   client?: Client;
   dynamoDb: DynamoDBClient;
@@ -113,7 +106,7 @@ function compose(
   };
 }
 
-function tableOf(deps: FleetDeps, input: WatchFleetInput): CheckpointTable {
+function tableOf(deps: FleetActivityDeps, input: WatchFleetInput): CheckpointTable {
   return new CheckpointTable({
     dynamoDb: deps.dynamoDb,
     tableName: input.tableName,
@@ -121,7 +114,7 @@ function tableOf(deps: FleetDeps, input: WatchFleetInput): CheckpointTable {
   });
 }
 
-function requireClient(deps: FleetDeps): Client {
+function requireClient(deps: FleetActivityDeps): Client {
   if (!deps.client) {
     throw ApplicationFailure.create({
       type: FailureType.InvalidConfig,
@@ -172,7 +165,7 @@ export function fleetChange(known: FleetView, current: FleetView): string | unde
 }
 
 /** Activities that watch the fleet for the stream consumer (shared task queue). */
-export function createFleetActivities(deps: FleetDeps) {
+export function createFleetActivities(deps: FleetActivityDeps): FleetActivities {
   return {
     /**
      * Returns the fleet view as soon as it differs from `known` in a way placement cares about ({@link fleetChange}),
@@ -193,7 +186,7 @@ export function createFleetActivities(deps: FleetDeps) {
       if (!known) return (await snapshot()).view;
 
       const context = Context.current();
-      const deadline = Date.now() + (input.maxWaitMs ?? DEFAULT_FLEET_WATCH_MAX_MS);
+      const deadline = Date.now() + (input.maxWaitMs ?? DEFAULT_FLEET_WATCH_MAX_WAIT_MS);
       // Not withHeartbeats: its cadence (a third of the heartbeat timeout) would bill a heartbeat every 10 s.
       const heartbeats = setInterval(() => context.heartbeat(), FLEET_HEARTBEAT_INTERVAL_MS);
       try {
