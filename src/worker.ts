@@ -18,6 +18,8 @@ import {
   createActivities,
   type DeadLetterHandler,
   ProcessorHost,
+  ShardLoadMeter,
+  startLoadReporter,
 } from './activities';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
 import type { LiveOwnerGuard } from './checkpoint/checkpoint-table';
@@ -76,6 +78,13 @@ export interface KclWorkerOptions {
    * @default { failoverTimeMs: 10000, force: false }
    */
   liveOwnerGuard?: LiveOwnerGuard;
+  /**
+   * How often the load of each shard pinned here (KB/s, records/s) is written into its lease item, where the stream
+   * consumer's placement reads it. A shard new on this worker is reported within a second. One DynamoDB write per
+   * shard per interval.
+   * @default 30000
+   */
+  loadReportIntervalMs?: number;
   /** Handlers for `deadLetter: { type: 'CALLBACK', name }`, by name. @default none */
   deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
@@ -174,6 +183,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   }
   const host = new ProcessorHost(options.processors, maxShards !== undefined ? { maxShards } : {});
   const cache = new BatchCache(options.cache);
+  const meter = new ShardLoadMeter();
   const namespace = options.namespace ?? 'default';
   const dataConverter = options.dataConverter ? { dataConverter: options.dataConverter } : {};
   const client = new Client({ connection: options.connection, namespace, ...dataConverter });
@@ -184,6 +194,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     cache,
     workerQueue,
     client,
+    meter,
     liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
   });
@@ -239,10 +250,19 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
           },
           Math.min(60_000, idleTimeoutMs),
         );
+        const reporter = startLoadReporter({
+          dynamoDb,
+          host,
+          meter,
+          workerQueue,
+          ...(maxShards !== undefined ? { maxShards } : {}),
+          ...(options.loadReportIntervalMs !== undefined ? { intervalMs: options.loadReportIntervalMs } : {}),
+        });
         try {
           await Promise.all([shared.run(), pinned.run()]);
         } finally {
           clearInterval(sweeper);
+          await reporter.stop();
         }
       })();
       return running;

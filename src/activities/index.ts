@@ -6,6 +6,7 @@ import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
 import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
 import { createDeadLetterActivities } from './dead-letter-activities';
+import { createFleetActivities } from './fleet-activities';
 import { withHeartbeats } from './heartbeat';
 import { createKinesisActivities } from './kinesis-activities';
 import { pinLeases } from './pin-lease';
@@ -14,6 +15,7 @@ import { createShardReader } from './shard-reader';
 import { createWindowActivities } from './window-activities';
 import { createStreamActivities } from './stream-activities';
 import type { ProcessorHost } from './processor-host';
+import type { ShardLoadMeter } from './shard-load';
 
 /** What the activities need: AWS clients, and this worker's processor host, batch cache and own task queue. */
 export interface ActivityDeps {
@@ -28,6 +30,8 @@ export interface ActivityDeps {
   deadLetterHandlers?: Readonly<Record<string, DeadLetterHandler>>;
   /** Leases of live Java KCL workers are not taken (see LiveOwnerGuard). */
   liveOwnerGuard?: LiveOwnerGuard;
+  /** Load per pin, measured where batches are delivered (the worker's load reporter writes it). */
+  meter?: ShardLoadMeter;
 }
 
 type Activity = (input: never) => Promise<unknown>;
@@ -62,6 +66,8 @@ export function createActivities(deps: ActivityDeps) {
       'closedShardConsumers',
       'prepareLeaseTable',
     ]),
+    // Not wrapped in `heartbeating`: `watchFleet` waits for minutes and heartbeats on its own cadence.
+    ...createFleetActivities(deps),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),
@@ -73,6 +79,9 @@ export type Activities = ReturnType<typeof createActivities>;
 
 export { BatchCache, type BatchCacheOptions } from './batch-cache';
 export { ProcessorHost } from './processor-host';
+export { ShardLoadMeter } from './shard-load';
+export { startLoadReporter, type LoadReporter, DEFAULT_LOAD_REPORT_INTERVAL_MS } from './load-reporter';
+export { describeFleet } from './fleet-activities';
 export type { GetRecordsInput } from './kinesis-activities';
 export type { WindowEnd, WindowHeartbeat, WindowInput, WindowResult } from './window-activities';
 export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';

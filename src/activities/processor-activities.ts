@@ -26,6 +26,7 @@ import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
 import { HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { RangeCheckpointer } from './range-checkpointer';
+import type { ShardLoadMeter } from './shard-load';
 
 export interface ProcessorActivityDeps {
   /** For the iterator `initializeProcessor` gets along (saves the workflow a GetShardIterator activity per pin). */
@@ -36,6 +37,8 @@ export interface ProcessorActivityDeps {
   openLease: OpenLease;
   /** This worker's own task queue: where a shard pinned here sends its reads and batches. */
   workerQueue: string;
+  /** Load per pin, for the load reporter. */
+  meter?: ShardLoadMeter;
 }
 
 export interface ProcessRecordsInput {
@@ -131,7 +134,14 @@ function durableCheckpointer(
 }
 
 /** Activities that call the user's record processor. All but `initializeProcessor` run on the worker the shard is pinned to. */
-export function createProcessorActivities({ kinesis, host, cache, workerQueue, openLease }: ProcessorActivityDeps) {
+export function createProcessorActivities({
+  kinesis,
+  host,
+  cache,
+  workerQueue,
+  openLease,
+  meter,
+}: ProcessorActivityDeps) {
   /** The pin's lease writer; a DynamoDB fault opening it (a renewal) is retried, a lost lease is CheckpointConflict. */
   const leaseFor = async (
     ref: ShardRef,
@@ -268,6 +278,7 @@ export function createProcessorActivities({ kinesis, host, cache, workerQueue, o
               metrics.processRecordsTime(durationMs);
               metrics.recordsProcessed(batch.records.length);
               metrics.bytesProcessed(batch.bytes);
+              meter?.add(input.ref, input.pin, batch.bytes, batch.records.length);
               for (let i = 0; i < lease.writes; i++) metrics.checkpoint();
               cache.release(input.handle);
               const written = checkpointer.checkpointRequested;

@@ -9,6 +9,12 @@ interface HostedProcessor {
   ref: ShardRef;
   /** Identifies the pinning (owner + pin count) that created the instance. */
   pin: string;
+  /** The lease the pin's checkpoints go to (the load reporter writes there too); absent for a shutdown-only instance. */
+  lease?: HostedLease;
+  /** When the pin arrived on this worker (epoch ms). */
+  since: number;
+  /** Its factory and `initialize` have completed. */
+  initialized?: boolean;
   /** The instance once its factory and `initialize` have completed. */
   ready: Promise<RecordProcessor>;
   /** Calls on one instance run one at a time, in order. */
@@ -25,6 +31,21 @@ interface HostedProcessor {
   /** Its `shutdown` has completed: it gets no second one (eviction after a shutdown only forgets it). A shutdown that
    * threw may be called again (a retried attempt). */
   shutDown?: boolean;
+}
+
+/** The lease table and owner of a hosted pin's shard. */
+export interface HostedLease {
+  tableName: string;
+  owner: string;
+}
+
+/** A pin hosted on this worker, as {@link ProcessorHost.pins} lists it. */
+export interface HostedPin {
+  ref: ShardRef;
+  pin: string;
+  lease?: HostedLease;
+  /** When the pin arrived on this worker (epoch ms). */
+  since: number;
 }
 
 /** Why the host refuses a call; the activities turn these into typed failures. */
@@ -138,6 +159,8 @@ export class ProcessorHost {
     pendingCheckpoint?: Checkpoint;
     /** Only to call its `shutdown` (the shard's worker was lost): allowed beyond `maxShards`. */
     transient?: boolean;
+    /** The shard's lease table and owner, kept for the load reporter (extra fields are ignored). */
+    lease?: HostedLease;
   }): Promise<void> {
     const key = shardKey(input.ref);
     // After waiting for an older instance's shutdown, look again: a retried attempt of this same pin may have
@@ -185,6 +208,8 @@ export class ProcessorHost {
     const hosted: HostedProcessor = {
       ref: input.ref,
       pin: input.pin,
+      ...(input.lease ? { lease: { tableName: input.lease.tableName, owner: input.lease.owner } } : {}),
+      since: Date.now(),
       ready,
       tail: ready,
       completed: new Map(),
@@ -195,6 +220,7 @@ export class ProcessorHost {
     this.instances.set(key, hosted);
     try {
       await ready;
+      hosted.initialized = true;
     } catch (error) {
       if (this.instances.get(key) === hosted) this.instances.delete(key);
       throw error;
@@ -228,6 +254,13 @@ export class ProcessorHost {
       },
       abandon,
     );
+  }
+
+  /** The pins hosted here whose processor is initialized, with their lease (read-only copies). */
+  pins(): HostedPin[] {
+    return [...this.instances.values()]
+      .filter((hosted) => hosted.initialized)
+      .map(({ ref, pin, lease, since }) => ({ ref, pin, since, ...(lease ? { lease: { ...lease } } : {}) }));
   }
 
   /** The newest lease counter known for the pin on this worker. */

@@ -13,6 +13,7 @@ import { leaseTableFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
 import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
+import type { ShardLoadMeter } from './shard-load';
 import { drainingFailure, HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { userFailure } from './processor-activities';
 import { RangeCheckpointer } from './range-checkpointer';
@@ -23,6 +24,8 @@ export interface WindowActivityDeps {
   cache: BatchCache;
   reader: ShardReader;
   openLease: OpenLease;
+  /** Load per pin, for the load reporter. */
+  meter?: ShardLoadMeter;
 }
 
 export interface WindowInput {
@@ -88,7 +91,7 @@ class BatchFailed extends Error {
   }
 }
 
-export function createWindowActivities({ host, cache, reader, openLease }: WindowActivityDeps) {
+export function createWindowActivities({ host, cache, reader, openLease, meter }: WindowActivityDeps) {
   const progress = new Map<string, { cursor: ReadCursor; firstDone: boolean }>();
 
   async function runWindow(input: WindowInput): Promise<WindowResult> {
@@ -260,6 +263,7 @@ export function createWindowActivities({ host, cache, reader, openLease }: Windo
           metrics.processRecordsTime(Date.now() - started);
           metrics.recordsProcessed(cached.records.length);
           metrics.bytesProcessed(cached.bytes);
+          meter?.add(ref, pin, cached.bytes, cached.records.length);
           for (let i = writesBefore; i < lease.writes; i++) metrics.checkpoint();
           cache.release(batch.handle);
           return { durationMs: Date.now() - started };

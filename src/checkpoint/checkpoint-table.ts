@@ -41,14 +41,16 @@ import {
   type Item,
   key,
   type Lease,
+  type LeaseReport,
   parseLease,
+  parseReport,
   requireCounter,
   requireNonEmpty,
 } from './lease-item';
 import { leaseTableNameProblem } from '../ids';
 import { type Checkpoint, type ExtendedSequenceNumber, isSequenceNumber } from '../positions';
 
-export type { HashKeyRange, Lease };
+export type { HashKeyRange, Lease, LeaseReport };
 
 export interface CheckpointTableOptions {
   dynamoDb: DynamoDBClient;
@@ -116,6 +118,22 @@ export interface PrepareCheckpointInput {
   counter: number;
   /** The position to prepare (sub-sequence number absent = 0). */
   pendingCheckpoint: ExtendedSequenceNumber;
+}
+
+export interface LeaseReportInput {
+  shardId: string;
+  /** The owner the lease must still have. */
+  owner: string;
+  /** The own task queue of the worker holding the shard's processor (`temporalKclWorker`). */
+  worker: string;
+  /** KB/s delivered (one-minute average; `throughputKBps`). Absent: not measured yet, the stored value stays. */
+  kbps?: number;
+  /** User records/s delivered (one-minute average; `temporalKclRecordsPerSec`). Absent: the stored value stays. */
+  recordsPerSec?: number;
+  /** The worker's `maxShardsPerWorker` (`temporalKclMaxShards`); absent: unlimited (the attribute is removed). */
+  maxShards?: number;
+  /** `temporalKclReportedAt` (epoch ms). @default now */
+  reportedAt?: number;
 }
 
 export interface ReleaseInput {
@@ -229,23 +247,85 @@ export class CheckpointTable {
 
   /** Every lease in the table (a paginated, consistent Scan), ordered by shard id. For status commands. */
   async listLeases(): Promise<Lease[]> {
-    const leases: Lease[] = [];
-    let exclusiveStartKey: Item | undefined;
-    do {
-      const startKey = exclusiveStartKey;
-      const page = await this.call(() =>
+    return (await this.scanItems()).map((item) => this.parse(item)).sort(byShardId);
+  }
+
+  /**
+   * Every lease with its worker's load report (one paginated, consistent Scan), ordered by shard id: where each shard's
+   * processor lives and how busy it is, for the fleet view.
+   */
+  async listLeaseReports(): Promise<Array<Lease & { report: LeaseReport }>> {
+    return (await this.scanItems()).map((item) => ({ ...this.parse(item), report: parseReport(item) })).sort(byShardId);
+  }
+
+  /**
+   * Writes the load report of the worker holding the shard's processor: `throughputKBps`, `temporalKclRecordsPerSec`,
+   * `temporalKclWorker`, `temporalKclMaxShards` (removed when the worker has no cap) and `temporalKclReportedAt`,
+   * provided `owner` still holds the lease. The counter is left alone: a report is not a renewal (Java KCL workers
+   * watching the lease must not take it for one), and it fences nothing.
+   *
+   * @returns false when the lease is no longer `owner`'s (or is gone): the pin should stop reporting.
+   */
+  async report(input: LeaseReportInput): Promise<boolean> {
+    const { shardId, owner } = input;
+    requireNonEmpty(shardId, 'shardId', shardId);
+    requireNonEmpty(owner, 'owner', shardId);
+    requireNonEmpty(input.worker, 'worker', shardId);
+    const rate = (value: number, what: string) => {
+      if (!Number.isFinite(value) || value < 0)
+        throw new InvalidLeaseRequestError(shardId, `${what} must be a non-negative number, got ${value}`);
+      // A Double for Java KCL 3.x (DynamoDBLeaseSerializer reads throughputKBps with Double.parseDouble).
+      return { N: String(Math.round(value * 1000) / 1000) };
+    };
+    if (input.maxShards !== undefined && (!Number.isSafeInteger(input.maxShards) || input.maxShards < 1)) {
+      throw new InvalidLeaseRequestError(shardId, `maxShards must be a positive integer, got ${input.maxShards}`);
+    }
+    const names: Record<string, string> = {
+      '#owner': A.leaseOwner,
+      '#kbps': A.throughputKBps,
+      '#rps': A.temporalKclRecordsPerSec,
+      '#worker': A.temporalKclWorker,
+      '#max': A.temporalKclMaxShards,
+      '#at': A.temporalKclReportedAt,
+    };
+    const values: Item = {
+      ':owner': { S: owner },
+      ':worker': { S: input.worker },
+      ':at': { N: String(Math.round(input.reportedAt ?? Date.now())) },
+    };
+    let update = 'SET #worker = :worker, #at = :at';
+    if (input.kbps !== undefined) {
+      update += ', #kbps = :kbps';
+      values[':kbps'] = rate(input.kbps, 'kbps');
+    } else delete names['#kbps'];
+    if (input.recordsPerSec !== undefined) {
+      update += ', #rps = :rps';
+      values[':rps'] = rate(input.recordsPerSec, 'recordsPerSec');
+    } else delete names['#rps'];
+    if (input.maxShards !== undefined) {
+      update += ', #max = :max';
+      values[':max'] = { N: String(input.maxShards) };
+    } else {
+      update += ' REMOVE #max';
+    }
+    try {
+      await this.call(() =>
         this.dynamoDb.send(
-          new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(this.leaseKey(shardId)),
+            UpdateExpression: update,
+            ConditionExpression: '#owner = :owner',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+          }),
         ),
       );
-      for (const item of page.Items ?? []) {
-        // A multi-stream table lists only this stream's leases.
-        if (this.streamIdentifier !== undefined && item[A.streamName]?.S !== this.streamIdentifier) continue;
-        leases.push(this.parse(item));
-      }
-      exclusiveStartKey = page.LastEvaluatedKey;
-    } while (exclusiveStartKey);
-    return leases.sort((a, b) => (a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0));
+      return true;
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return false;
+      throw error;
+    }
   }
 
   /**
@@ -539,8 +619,8 @@ export class CheckpointTable {
   }
 
   /**
-   * Gives the shard up: removes `leaseOwner` and increments the counter, provided `owner` still holds it at `counter`.
-   * The checkpoint stays.
+   * Gives the shard up: removes `leaseOwner` (and the worker's load report but `throughputKBps`) and increments the
+   * counter, provided `owner` still holds it at `counter`. The checkpoint stays.
    *
    * @returns the new counter, or undefined when the lease had already moved on (another owner holds it, or it is gone).
    */
@@ -555,9 +635,18 @@ export class CheckpointTable {
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: key(this.leaseKey(shardId)),
-            UpdateExpression: 'SET #counter = :next REMOVE #owner',
+            // No worker holds the shard's processor any more: its report goes too (KCL's throughputKBps stays, the
+            // shard's last known load).
+            UpdateExpression: 'SET #counter = :next REMOVE #owner, #worker, #max, #rps, #at',
             ConditionExpression: '#owner = :owner AND #counter = :counter',
-            ExpressionAttributeNames: { '#owner': A.leaseOwner, '#counter': A.leaseCounter },
+            ExpressionAttributeNames: {
+              '#owner': A.leaseOwner,
+              '#counter': A.leaseCounter,
+              '#worker': A.temporalKclWorker,
+              '#max': A.temporalKclMaxShards,
+              '#rps': A.temporalKclRecordsPerSec,
+              '#at': A.temporalKclReportedAt,
+            },
             ExpressionAttributeValues: {
               ':owner': { S: owner },
               ':counter': { N: String(counter) },
@@ -693,6 +782,26 @@ export class CheckpointTable {
     }
   }
 
+  /** Every item of this stream (a paginated, consistent Scan; a multi-stream table lists this stream's items only). */
+  private async scanItems(): Promise<Item[]> {
+    const items: Item[] = [];
+    let exclusiveStartKey: Item | undefined;
+    do {
+      const startKey = exclusiveStartKey;
+      const page = await this.call(() =>
+        this.dynamoDb.send(
+          new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        if (this.streamIdentifier !== undefined && item[A.streamName]?.S !== this.streamIdentifier) continue;
+        items.push(item);
+      }
+      exclusiveStartKey = page.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+    return items;
+  }
+
   private async readItem(shardId: string): Promise<Item | undefined> {
     const { Item } = await this.call(() =>
       this.dynamoDb.send(
@@ -716,6 +825,10 @@ export class CheckpointTable {
   private parse(item: Item): Lease {
     return parseLease(item, this.tableName, this.streamIdentifier);
   }
+}
+
+function byShardId(a: { shardId: string }, b: { shardId: string }): number {
+  return a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0;
 }
 
 function backoffMs(attempt: number): number {

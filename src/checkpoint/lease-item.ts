@@ -150,6 +150,44 @@ export function parseLease(item: Item, tableName: string, streamIdentifier?: str
   return lease;
 }
 
+/**
+ * What the worker holding a shard's processor last reported into its lease item (temporal-kcl's load reports; Java KCL
+ * 3.x writes `throughputKBps` too). Read leniently: a value of another type is left out, never an error.
+ */
+export interface LeaseReport {
+  /** `temporalKclWorker`: the own task queue of the worker holding the processor. */
+  worker?: string;
+  /** `throughputKBps`. */
+  kbps?: number;
+  /** `temporalKclRecordsPerSec`. */
+  recordsPerSec?: number;
+  /** `temporalKclReportedAt` (epoch ms). */
+  reportedAt?: number;
+  /** `temporalKclMaxShards`: the reporting worker's cap. */
+  maxShards?: number;
+}
+
+/** The load report of a lease item (see {@link LeaseReport}). */
+export function parseReport(item: Item): LeaseReport {
+  const number = (attribute: string): number | undefined => {
+    const n = item[attribute]?.N;
+    const value = n === undefined ? Number.NaN : Number(n);
+    return Number.isFinite(value) && value >= 0 ? value : undefined;
+  };
+  const worker = item[A.temporalKclWorker]?.S;
+  const kbps = number(A.throughputKBps);
+  const recordsPerSec = number(A.temporalKclRecordsPerSec);
+  const reportedAt = number(A.temporalKclReportedAt);
+  const maxShards = number(A.temporalKclMaxShards);
+  return {
+    ...(worker ? { worker } : {}),
+    ...(kbps !== undefined ? { kbps } : {}),
+    ...(recordsPerSec !== undefined ? { recordsPerSec } : {}),
+    ...(reportedAt !== undefined ? { reportedAt } : {}),
+    ...(maxShards !== undefined ? { maxShards } : {}),
+  };
+}
+
 /** The `checkpoint` and `checkpointSubSequenceNumber` values KCL stores for a checkpoint. */
 export function checkpointValue(checkpoint: Checkpoint, shardId: string): { value: string; sub: number } {
   if (typeof checkpoint === 'string') {

@@ -1,6 +1,7 @@
 import { DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { Command, Option } from 'commander';
 import { createDynamoDbClient, createKinesisClient, resolveAwsRegion } from '../aws/clients';
+import { describeFleet } from '../activities/fleet-activities';
 import { CheckpointTable } from '../checkpoint/checkpoint-table';
 import { prepareLeaseLayout } from '../checkpoint/lease-layout';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../client/consumers';
@@ -226,7 +227,8 @@ interface StatusFlags extends ConsumerFlags {
 export function statusCommand(): Command {
   const command = consumerCommand(
     'status',
-    'Show one row per shard: state, checkpoint, last processed record, records, millis behind. Without a live worker ' +
+    'Show one row per shard: state, checkpoint, last processed record, records, millis behind, worker (from its ' +
+      'lease item); and one row per worker: live, shards, --max-shards, records/s, KB/s. Without a live worker ' +
       'the states come from the KclState search attribute and the checkpoints from the lease table.',
   )
     .option('--json', 'print JSON')
@@ -245,7 +247,10 @@ export function statusCommand(): Command {
         .argParser(parseDuration)
         .default(300_000, '5m'),
     )
-    .option('--table <name>', 'lease table read when no worker answers (default: the application name)');
+    .option(
+      '--table <name>',
+      "lease table: each shard's worker and load, and the checkpoints when no worker answers (default: the application name)",
+    );
   addAwsOptions(command);
   return command.action(async (flags: StatusFlags) => {
     const settings = resolveSettings(flags);
@@ -253,10 +258,22 @@ export function statusCommand(): Command {
     const ref = { applicationName: flags.app, streamName: flags.stream };
     const dynamoDb = createDynamoDbClient({ ...settings.aws, maxAttempts: 2 });
     const table = new CheckpointTable({ dynamoDb, tableName: flags.table ?? defaultTableName(flags.app) });
-    const progress = () => getStreamProgress(client, ref, { leases: () => table.listLeases() });
+    // Where each shard's processor is and the workers' load: the lease items and the task queue's pollers. Without
+    // them (no table yet, no permission to describe the task queue) the status still shows what the consumers say.
+    const fleet = () =>
+      describeFleet({ client, dynamoDb }, { taskQueue: settings.taskQueue, tableName: table.tableName }).catch(
+        () => undefined,
+      );
+    const progress = async () => {
+      const [status, view] = await Promise.all([
+        getStreamProgress(client, ref, { leases: () => table.listLeases() }),
+        fleet(),
+      ]);
+      return statusJson(status, view);
+    };
     try {
       if (!flags.watch) {
-        const summary = statusJson(await progress());
+        const summary = await progress();
         console.log(flags.json ? JSON.stringify(summary, null, 2) : renderStatus(summary));
         if (flags.check) {
           const problems = statusProblems(summary, flags.maxBehind);
@@ -271,7 +288,7 @@ export function statusCommand(): Command {
         stop = true;
       });
       while (!stop) {
-        const summary = statusJson(await progress());
+        const summary = await progress();
         if (flags.json) console.log(JSON.stringify(summary));
         else
           logUpdate(`${renderStatus(summary)}\n\nrefreshing every ${formatDuration(flags.interval)}; Ctrl-C to quit`);

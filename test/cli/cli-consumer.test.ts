@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import type { ShardConsumerResult } from '../../src/consumer-types';
 import { shardConsumerWorkflowId, streamConsumerWorkflowId } from '../../src/ids';
 import type { statusJson } from '../../src/cli/status-view';
+import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { cliEnvironment, killAllCliProcesses, runCli } from '../helpers/cli';
 import {
   createStream,
@@ -22,6 +23,16 @@ import { uniqueName } from '../helpers/stack';
 type StatusJson = ReturnType<typeof statusJson>;
 
 const RECORDS = 40;
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 describe('temporal-kcl start / status / stop', () => {
   const context = kclTestContextForSuite({ beforeClose: killAllCliProcesses });
@@ -110,6 +121,27 @@ describe('temporal-kcl start / status / stop', () => {
           assert.equal(row.worker, worker.workerQueue);
         }
 
+        // Assess: the per-worker summary agrees with the lease table (each item names its worker: the load reports)
+        const leases = new CheckpointTable({ dynamoDb: context.dynamoDb, tableName: applicationName });
+        const reported = await waitFor('both lease items to name the worker', async () => {
+          const items = await leases.listLeaseReports();
+          return items.every((item) => item.report.worker !== undefined) ? items : undefined;
+        });
+        const perWorker = new Map<string, number>();
+        for (const item of reported) perWorker.set(item.report.worker!, (perWorker.get(item.report.worker!) ?? 0) + 1);
+        const withWorkers = JSON.parse((await runCli(['status', ...consumer, '--json'], env)).stdout) as StatusJson;
+        assert.deepEqual(
+          withWorkers.workers.filter((row) => row.shards > 0).map((row) => [row.worker, row.shards]),
+          [...perWorker.entries()],
+          'shards per worker: status and the lease table',
+        );
+        const me = withWorkers.workers.find((row) => row.worker === worker.workerQueue);
+        assert.equal(me?.live, true);
+        assert.equal(me?.shards, shardIds.length);
+        assert.equal(me?.maxShards, null);
+        assert.equal(withWorkers.waiting, 0);
+        for (const row of withWorkers.shards) assert.equal(row.worker, worker.workerQueue, `worker of ${row.shardId}`);
+
         // Assess: the status table has a row per shard
         const table = await runCli(['status', ...consumer], env);
         timings.push(`status ${table.durationMs} ms`);
@@ -127,6 +159,11 @@ describe('temporal-kcl start / status / stop', () => {
           const count = recording.records.filter((r) => r.shardId === shardId).length;
           assert.match(rows[0]!, new RegExp(`│ PROCESSING\\s+│.*│ ${count}\\s+│`));
         }
+        // ... and a row for the worker: live, both shards, no cap
+        const identity = worker.workerQueue.replace(/^.*@/, '');
+        assert.match(table.stdout, /│ worker\s+│ live\s+│ shards\s+│ max\s+│ records\/s\s+│ KB\/s\s+│/);
+        assert.match(table.stdout, new RegExp(`│ ${identity}\\s+│ yes\\s+│ ${shardIds.length}\\s+│ -\\s+│`));
+        assert.match(table.stdout, /^0 waiting for a worker$/m);
 
         // Act: stop
         const stop = await runCli(['stop', ...consumer], env);

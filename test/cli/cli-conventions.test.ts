@@ -10,8 +10,10 @@ import { describe, test } from 'node:test';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { buildProgram } from '../../src/cli/main';
 import { formatDuration, parseDuration } from '../../src/cli/options';
-import { type StatusSummary, statusProblems } from '../../src/cli/status-view';
-import { WAITING_FOR_WORKER } from '../../src/client/consumers';
+import { renderStatus, type StatusSummary, statusJson, statusProblems } from '../../src/cli/status-view';
+import { type StreamStatus, WAITING_FOR_WORKER } from '../../src/client/consumers';
+import type { ShardProgress } from '../../src/consumer-types';
+import type { FleetView } from '../../src/fleet-types';
 import { streamConsumerWorkflowId } from '../../src/ids';
 import { validateShardConsumerOptions } from '../../src/options';
 import { cliEnvironment, killAllCliProcesses, runCli } from '../helpers/cli';
@@ -176,6 +178,8 @@ describe('temporal-kcl CLI conventions', () => {
       source: 'queries',
       totals: { records: 0, bytes: 0 },
       shards: rows,
+      workers: [],
+      waiting: rows.filter((r) => r.state === WAITING_FOR_WORKER).length,
     });
     assert.deepEqual(
       statusProblems(summary([row('s0', 'PROCESSING', 10), row('s1', 'ENDED (TERMINATE)', null)]), 1_000),
@@ -187,6 +191,93 @@ describe('temporal-kcl CLI conventions', () => {
         1_000,
       ),
       ['s0 is HALTED', 's1 is WAITING_FOR_WORKER', 's2 is 1001 ms behind (more than --max-behind 1000 ms)'],
+    );
+  });
+
+  test('status: the worker of each shard from its lease item, one row per worker, waiting shards counted', () => {
+    const at = 1_000_000_000;
+    const shard = (shardId: string, state: string, worker?: string): StreamStatus['shards'][number] => ({
+      shardId,
+      workflowId: `wf/${shardId}`,
+      state: state === 'ENDED' ? 'ENDED' : 'RUNNING',
+      ...(state === 'ENDED' ? { reason: 'TERMINATE' as const } : {}),
+      progress: {
+        applicationName: 'a',
+        streamName: 's',
+        shardId,
+        state: state as ShardProgress['state'],
+        parentShardIds: [],
+        counters: {} as ShardProgress['counters'],
+        recentDeaggregationFailures: [],
+        recentDeadLetters: [],
+        run: 0,
+        ...(worker ? { worker } : {}),
+      },
+    });
+    const status: StreamStatus = {
+      stream: { applicationName: 'a', streamName: 's', state: 'RUNNING', shards: [], started: 5, restarts: 0, run: 0 },
+      shards: [
+        shard('s0', 'PROCESSING', 'tq@old'),
+        shard('s1', 'PROCESSING', 'tq@a'),
+        shard('s2', 'PROCESSING'),
+        shard('s3', WAITING_FOR_WORKER, 'tq@gone'),
+        shard('s4', 'ENDED'),
+      ],
+      source: 'queries',
+    };
+    const fleet: FleetView = {
+      at,
+      workers: [
+        { workerQueue: 'tq@a', identity: 'a', lastAccessTime: at - 5_000, maxShards: 2 },
+        { workerQueue: 'tq@b', identity: 'b', lastAccessTime: at - 1_000 },
+        { workerQueue: 'tq@idle', identity: 'idle', lastAccessTime: at - 80_000 },
+      ],
+      shards: [
+        // s0 moved to a since the consumer last said; s3 waits (its lease still names a gone worker); s4 ended.
+        { shardId: 's0', worker: 'tq@a', kbps: 1.5, recordsPerSec: 10, reportedAt: at, ended: false },
+        { shardId: 's1', worker: 'tq@a', kbps: 0.5, recordsPerSec: 2, reportedAt: at, ended: false },
+        { shardId: 's2', worker: 'tq@b', kbps: 4, recordsPerSec: 8, reportedAt: at, ended: false },
+        { shardId: 's3', worker: 'tq@gone', kbps: 9, ended: false },
+        { shardId: 's4', worker: 'tq@b', ended: true },
+        // Another stream's item in a multi-stream table: not this stream's s1.
+        { shardId: '1:other:1:s1', worker: 'tq@b', kbps: 100, ended: false },
+      ],
+    };
+    const summary = statusJson(status, fleet);
+    assert.deepEqual(
+      summary.shards.map((row) => [row.shardId, row.worker, row.kbps ?? null, row.recordsPerSec ?? null]),
+      [
+        ['s0', 'tq@a', 1.5, 10],
+        ['s1', 'tq@a', 0.5, 2],
+        ['s2', 'tq@b', 4, 8],
+        ['s3', null, null, null],
+        ['s4', null, null, null],
+      ],
+    );
+    assert.deepEqual(summary.workers, [
+      { worker: 'tq@a', live: true, shards: 2, maxShards: 2, recordsPerSec: 12, kbps: 2 },
+      { worker: 'tq@b', live: true, shards: 1, maxShards: null, recordsPerSec: 8, kbps: 4 },
+      { worker: 'tq@idle', live: false, shards: 0, maxShards: null, recordsPerSec: 0, kbps: 0 },
+    ]);
+    assert.equal(summary.waiting, 1);
+    const text = renderStatus(summary);
+    assert.match(text, /worker\s*│\s*live\s*│\s*shards\s*│\s*max\s*│\s*records\/s\s*│\s*KB\/s/);
+    assert.match(text, /│ a\s*│ yes\s*│ 2\s*│ 2\s*│ 12\.0\s*│ 2\.0\s*│/);
+    assert.match(text, /│ idle\s*│ no\s*│ 0\s*│ -\s*│ 0\.0\s*│ 0\.0\s*│/);
+    assert.match(text, /^1 waiting for a worker$/m);
+
+    // Without the fleet view: the consumers' own word, and a row per worker they name (liveness unknown).
+    const bare = statusJson(status);
+    assert.deepEqual(
+      bare.shards.map((row) => row.worker),
+      ['tq@old', 'tq@a', null, null, null],
+    );
+    assert.deepEqual(
+      bare.workers.map((row) => [row.worker, row.live, row.shards]),
+      [
+        ['tq@a', null, 1],
+        ['tq@old', null, 1],
+      ],
     );
   });
 
@@ -217,6 +308,11 @@ describe('temporal-kcl CLI conventions', () => {
         } while (live.totals.records < 20 && Date.now() < deadline);
         assert.equal(check.code, 0, check.stderr);
         assert.equal(live.source, 'queries');
+        assert.deepEqual(
+          live.workers.filter((row) => row.shards > 0).map((row) => [row.worker, row.shards]),
+          [[worker.workerQueue, shardIds.length]],
+        );
+        assert.equal(live.waiting, 0);
       })(),
     );
     // The worker is gone: nothing answers queries now.
@@ -235,12 +331,19 @@ describe('temporal-kcl CLI conventions', () => {
       const before = live?.shards.find((r) => r.shardId === shardRow.shardId);
       assert.equal(shardRow.checkpoint, before?.checkpoint, `${shardRow.shardId}: the lease table's checkpoint`);
     }
+    // Waiting shards are on no worker, whatever their lease items last said.
+    assert.equal(status.waiting, shardIds.length);
+    assert.deepEqual(
+      status.workers.filter((row) => row.shards > 0),
+      [],
+    );
     assert.ok(Date.now() - started < 30_000, `status answered in ${Date.now() - started} ms`);
     const table = await runCli(['status', ...consumer], env);
     assert.match(
       table.stdout,
       /no worker answered: states from the KclState search attribute, checkpoints from the lease table/,
     );
+    assert.match(table.stdout, new RegExp(`^${shardIds.length} waiting for a worker$`, 'm'));
 
     const check = await runCli(['status', ...consumer, '--check'], env);
     assert.equal(check.code, 1);
