@@ -31,6 +31,12 @@ export interface ShardConsumerInput {
    * are then `<identifier>:<shard id>`. @default a single-stream table (lease key = shard id)
    */
   streamIdentifier?: string;
+  /**
+   * The workflow task timeout of this consumer's next runs (continue-as-new), as its starter gave the first: the stream
+   * consumer's `shardWorkflowTaskTimeoutMs`. @default DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS (so a consumer started
+   * before the default changed adopts the new one)
+   */
+  workflowTaskTimeoutMs?: number;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
 }
