@@ -25,7 +25,7 @@ import type { ShardRef } from './consumer-types';
 import { DEFAULT_TASK_QUEUE, shardConsumerWorkflowId, workerTaskQueue } from './ids';
 import type { RecordProcessorFactory } from './record-processor';
 import { workflowBundleForWorker } from './workflow-bundle-cache';
-import { progressQuery } from './workflows/shard-consumer';
+import type * as ShardConsumerModule from './workflows/shard-consumer';
 
 export interface KclWorkerOptions {
   /** Record processor factories by name; a consumer names the one it uses. */
@@ -137,6 +137,9 @@ async function stillPinnedHere(client: Client, ref: ShardRef, workerQueue: strin
     if (error instanceof WorkflowNotFoundError) return false;
     throw error;
   }
+  // Loaded when first needed, not at start-up: the workflow modules (and zod) cost a starting worker ~50 ms.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load needs a synchronous require
+  const { progressQuery } = require('./workflows/shard-consumer') as typeof ShardConsumerModule;
   const progress = await handle.query(progressQuery);
   return progress.state !== 'ENDED' && progress.worker === workerQueue;
 }
