@@ -4,7 +4,7 @@
  * (node_modules/.cache/temporal-kcl), else webpack now (the result is cached for the next start).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
@@ -40,6 +40,19 @@ function sourceFingerprint(entry: string): string {
   return hash.digest('hex').slice(0, 16);
 }
 
+/** Cached bundles kept (3 MB each): the most recently made; older ones are of source that has changed since. */
+const KEPT_BUNDLES = 8;
+
+/** Deletes all but the {@link KEPT_BUNDLES} newest cached bundles. */
+function pruneCache(): void {
+  const bundles = readdirSync(WORKFLOW_BUNDLE_CACHE_DIR)
+    .filter((name) => /^workflows-[0-9a-f]+\.json$/.test(name))
+    .map((name) => join(WORKFLOW_BUNDLE_CACHE_DIR, name))
+    .map((path) => ({ path, modified: statSync(path).mtimeMs }))
+    .sort((a, b) => b.modified - a.modified);
+  for (const old of bundles.slice(KEPT_BUNDLES)) rmSync(old.path, { force: true });
+}
+
 /** The bundle of `workflowsPath`: from the cache when the source did not change since it was made, else made now. */
 export async function cachedWorkflowBundle(workflowsPath: string): Promise<WorkflowBundleWithSourceMap> {
   const entry = resolve(workflowsPath);
@@ -60,6 +73,7 @@ export async function cachedWorkflowBundle(workflowsPath: string): Promise<Workf
     const partial = `${file}.${process.pid}.tmp`;
     writeFileSync(partial, JSON.stringify(bundle));
     renameSync(partial, file);
+    pruneCache();
   } catch {
     // A read-only install: bundle at every start, as without a cache.
   }
