@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu]`: measures temporal-kcl on the local
+ * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover]`: measures temporal-kcl on the local
  * stack and writes bench/results/latest.md and latest.json.
  *
  * It starts its own stack (Temporal dev server, headless; kinesalite and dynalite in this process) and its own worker
@@ -22,9 +22,20 @@ import { type BenchContext, createBenchContext } from './lib/context';
 import { type Execution, parseExecutions } from './lib/executions';
 import { machineInfo, type BenchReport, renderMarkdown } from './lib/report';
 import { measureScale } from './scale';
+import { measureCrashFailover, measureStartup } from './scale-out';
 import { measureThroughput } from './throughput';
 
-const MEASUREMENTS = ['throughput', 'scale', 'latency', 'failover', 'cost', 'actions', 'cpu'] as const;
+const MEASUREMENTS = [
+  'throughput',
+  'scale',
+  'latency',
+  'failover',
+  'cost',
+  'actions',
+  'cpu',
+  'startup',
+  'crash-failover',
+] as const;
 type Measurement = (typeof MEASUREMENTS)[number];
 
 interface Args {
@@ -35,6 +46,7 @@ interface Args {
   failoverTrials?: number;
   failoverSets?: string[];
   executions?: Execution[];
+  crashKills?: number;
   only: Measurement[];
   outDir: string;
 }
@@ -55,7 +67,12 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--cases') args.cases = new RegExp(argv[++i] ?? '', 'i');
     else if (arg === '--failover-sets') args.failoverSets = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (arg === '--executions') args.executions = parseExecutions(argv[++i] ?? '');
-    else if (arg === '--failover-trials') {
+    else if (arg === '--crash-kills') {
+      args.crashKills = Number(argv[++i]);
+      if (!Number.isInteger(args.crashKills) || args.crashKills < 1) {
+        throw new Error('--crash-kills takes a whole number >= 1');
+      }
+    } else if (arg === '--failover-trials') {
       args.failoverTrials = Number(argv[++i]);
       if (!Number.isInteger(args.failoverTrials) || args.failoverTrials < 1) {
         throw new Error('--failover-trials takes a whole number >= 1');
@@ -72,7 +89,8 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu] [--out dir]\n' +
+        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover]\n' +
+          '                        [--out dir]\n' +
           '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
           '  --out    where latest.md and latest.json go (default bench/results)\n' +
@@ -84,7 +102,9 @@ function parseArgs(argv: string[]): Args {
           '                         conservative, long-history (default: library defaults,relaxed, and in a full run\n' +
           '                         long-history)\n' +
           '  --executions <list>    shard consumer executions the actions and cpu measurements run (default\n' +
-          '                         per-batch,windowed; one this build does not have is reported as not available)',
+          '                         per-batch,windowed; one this build does not have is reported as not available)\n' +
+          '  --crash-kills <n>      SIGKILLs of the crash-failover measurement (default 10, quick 3)\n' +
+          '  BENCH_STARTUP_CHECKOUT=<dir>: the startup measurement runs the CLI of that checkout (a baseline)',
       );
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
@@ -158,6 +178,7 @@ async function main(): Promise<number> {
         ...(args.failoverTrials ? { failoverTrials: args.failoverTrials } : {}),
         ...(args.failoverSets ? { failoverSets: args.failoverSets } : {}),
         ...(args.executions ? { executions: args.executions } : {}),
+        ...(args.crashKills ? { crashKills: args.crashKills } : {}),
       },
       log,
     );
@@ -183,6 +204,8 @@ async function main(): Promise<number> {
       cost: measureCost,
       actions: measureActions,
       cpu: measureCpu,
+      startup: measureStartup,
+      'crash-failover': measureCrashFailover,
     };
     for (const name of args.only) {
       const measureStarted = Date.now();

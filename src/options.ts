@@ -19,7 +19,7 @@ export type InitialPosition = (typeof InitialPosition)[keyof typeof InitialPosit
  * Workflow task timeout the stream consumer gives its shard consumers: a workflow task caught on a worker that dies
  * moves to another worker after this long (Temporal's own default is 10 s).
  */
-export const DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS = 5_000;
+export const DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS = 2_000;
 
 /**
  * How a shard consumer runs its batches (see the README's "Executions and their Temporal cost").
@@ -91,7 +91,7 @@ export const shardConsumerOptionsSchema = z
       .default('LATEST'),
     initialPositionTimestamp: isoTimestamp.optional(),
     prefetch: z.boolean().default(true),
-    maxBatchesPerRun: z.number().int().min(1, 'maxBatchesPerRun must be at least 1').max(100_000).default(50),
+    maxBatchesPerRun: z.number().int().min(1, 'maxBatchesPerRun must be at least 1').max(100_000).default(20),
     processTimeoutMs: durationMs('processTimeoutMs', 1_000, 86_400_000).default(300_000),
     heartbeatTimeoutMs: durationMs('heartbeatTimeoutMs', 500, 600_000).default(1_500),
     workerScheduleToStartTimeoutMs: durationMs('workerScheduleToStartTimeoutMs', 500, 600_000).default(1_000),
@@ -261,7 +261,7 @@ export interface ShardConsumerOptions {
    * Batches one workflow run handles before it continues as new (it also does when Temporal suggests it). A worker that
    * takes a shard over replays the current run first (about 1 ms per history event here), so shorter runs fail over
    * faster; a run adds only a few events of its own.
-   * @default 50
+   * @default 20
    */
   maxBatchesPerRun?: number;
   /**

@@ -1,12 +1,11 @@
 /**
- * Wires clients → activities → Temporal workers. A temporal-kcl worker process runs two Temporal workers on one
- * connection: one on the shared task queue (workflows, and activities any worker may run) and one on a task queue of
- * its own, where the shards pinned to this process send their reads and batches, so record data never leaves it.
+ * Wires clients → activities → Temporal workers. A temporal-kcl worker process runs three Temporal workers on one
+ * connection, under one identity: on the shared task queue one for activities any worker may run and one for
+ * workflows, and one on a task queue of its own, where the shards pinned to this process send their reads and batches,
+ * so record data never leaves it.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { Client } from '@temporalio/client';
@@ -27,7 +26,8 @@ import { InvalidConfigError } from './errors';
 import type { ShardRef } from './consumer-types';
 import { DEFAULT_TASK_QUEUE, shardConsumerWorkflowId, workerTaskQueue } from './ids';
 import type { RecordProcessorFactory } from './record-processor';
-import { progressQuery } from './workflows/shard-consumer';
+import { workflowBundleForWorker } from './workflow-bundle-cache';
+import type * as ShardConsumerModule from './workflows/shard-consumer';
 
 export interface KclWorkerOptions {
   /** Record processor factories by name; a consumer names the one it uses. */
@@ -89,9 +89,12 @@ export interface KclWorkerOptions {
   deadLetterHandlers?: Record<string, DeadLetterHandler>;
   /** Data converter of workflow payloads, e.g. with the KclPayloadCodec (same as the clients'). @default Temporal's */
   dataConverter?: DataConverter;
-  /** Pre-bundled workflow code (tests). @default bundles src/workflows at start-up */
+  /**
+   * Pre-bundled workflow code (tests). @default `npm run build`'s dist/workflow-bundle.js, else a bundle of the source
+   * cached in node_modules/.cache/temporal-kcl (made on the first start after a change)
+   */
   workflowBundle?: WorkerOptions['workflowBundle'];
-  /** Extra Temporal worker options for the shared worker (tuning). */
+  /** Extra Temporal worker options for the shared queue's workers (activities and workflows; tuning). */
   workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'activities'>>;
 }
 
@@ -136,14 +139,14 @@ function clientsFrom(aws: KclWorkerOptions['aws']): { kinesis: KinesisClient; dy
   return { kinesis: createKinesisClient(config), dynamoDb: createDynamoDbClient(config) };
 }
 
-/** The workflow code: a given bundle, the one `npm run build` writes next to this file, or bundled now from source. */
-function workflowCode(
+/**
+ * The workflow code: a given bundle, the one `npm run build` writes next to this file, or one cached on disk by a
+ * fingerprint of the source (webpack runs only when the source changed since the last start).
+ */
+async function workflowCode(
   bundle: KclWorkerOptions['workflowBundle'],
-): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
-  if (bundle) return { workflowBundle: bundle };
-  const prebuilt = join(__dirname, 'workflow-bundle.js');
-  if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
-  return { workflowsPath: require.resolve('./workflows') };
+): Promise<Pick<WorkerOptions, 'workflowBundle'>> {
+  return { workflowBundle: bundle ?? (await workflowBundleForWorker()) };
 }
 
 /**
@@ -159,6 +162,9 @@ async function stillPinnedHere(client: Client, ref: ShardRef, workerQueue: strin
     if (error instanceof WorkflowNotFoundError) return false;
     throw error;
   }
+  // Loaded when first needed, not at start-up: the workflow modules (and zod) cost a starting worker ~50 ms.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load needs a synchronous require
+  const { progressQuery } = require('./workflows/shard-consumer') as typeof ShardConsumerModule;
   const progress = await handle.query(progressQuery);
   return progress.state !== 'ENDED' && progress.worker === workerQueue;
 }
@@ -203,14 +209,17 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const shutdownGraceTime = Math.min(FINAL_GRACE_MS, Math.floor(graceMs / 4));
   const handoffTimeMs = Math.max(0, graceMs - shutdownGraceTime);
 
-  const shared = await Worker.create({
+  const stickyQueueScheduleToStartTimeout =
+    options.stickyQueueScheduleToStartTimeoutMs ?? DEFAULT_STICKY_QUEUE_TIMEOUT_MS;
+  // Three Temporal workers under one identity (membership reads the shared queue's pollers): activities on the shared
+  // queue and on this process's own queue are created at once and poll first; the workflow worker (which builds the
+  // workflow VM from a 3 MB bundle, ~0.6 s) is created once they run, so a starting worker takes shards sooner.
+  const sharedActivities = await Worker.create({
     connection: options.connection,
     namespace,
     taskQueue,
     identity,
     activities,
-    ...workflowCode(options.workflowBundle),
-    stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeoutMs ?? DEFAULT_STICKY_QUEUE_TIMEOUT_MS,
     maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_MS,
     shutdownGraceTime,
     ...dataConverter,
@@ -228,6 +237,23 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     // Each pinned shard has at most a read and a process in flight; slots must not be what delays them.
     maxConcurrentActivityTaskExecutions: 2_000,
   });
+  const createWorkflowWorker = async () =>
+    Worker.create({
+      connection: options.connection,
+      namespace,
+      taskQueue,
+      identity,
+      ...(await workflowCode(options.workflowBundle)),
+      stickyQueueScheduleToStartTimeout,
+      shutdownGraceTime,
+      ...dataConverter,
+      ...options.workerOptions,
+    });
+  /**
+   * Every Temporal worker of this process, for `shutdown()` to stop each: the two activity workers from the start, the
+   * workflow worker once `run()` has created it.
+   */
+  const temporalWorkers: Worker[] = [sharedActivities, pinned];
 
   let running: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -259,7 +285,25 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
           ...(options.loadReportIntervalMs !== undefined ? { intervalMs: options.loadReportIntervalMs } : {}),
         });
         try {
-          await Promise.all([shared.run(), pinned.run()]);
+          const runs = [sharedActivities.run(), pinned.run()];
+          const workflows = (async () => {
+            let workflowWorker: Worker;
+            try {
+              workflowWorker = await createWorkflowWorker();
+            } catch (error) {
+              // No workflow code (e.g. it does not bundle): the process must not stay up with half a worker.
+              for (const activityWorker of temporalWorkers) {
+                if (activityWorker.getState() === 'RUNNING') activityWorker.shutdown();
+              }
+              throw error;
+            }
+            temporalWorkers.push(workflowWorker);
+            const run = workflowWorker.run();
+            // Created while shutdown() was stopping the others: stopped at once.
+            if (stopping && workflowWorker.getState() === 'RUNNING') workflowWorker.shutdown();
+            await run;
+          })();
+          await Promise.all([...runs, workflows]);
         } finally {
           clearInterval(sweeper);
           await reporter.stop();
@@ -273,14 +317,17 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
         // its shard over at once. The workers keep running meanwhile: the consumers' workflow tasks run here (cached),
         // and so does each processor's shutdown(REQUESTED).
         host.beginDrain();
+        // No new tasks of the shared queue here (a handed-over shard's initialize would only be refused and retried).
+        if (sharedActivities.getState() === 'RUNNING') sharedActivities.shutdown();
         if (running) {
           const deadline = Date.now() + handoffTimeMs;
           while (host.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
         }
         // Whatever is still here (no other worker took its consumer in time): shutdown(ZOMBIE).
         await host.drain();
-        if (shared.getState() === 'RUNNING') shared.shutdown();
-        if (pinned.getState() === 'RUNNING') pinned.shutdown();
+        for (const temporalWorker of temporalWorkers) {
+          if (temporalWorker.getState() === 'RUNNING') temporalWorker.shutdown();
+        }
         await running?.catch(() => undefined);
       })();
       return stopping;

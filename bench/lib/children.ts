@@ -26,8 +26,46 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
+    for (const child of live) signalGroup(child, 'SIGKILL');
   });
+}
+
+/**
+ * Signals a child's process group (children are spawned `detached`: each leads a group of its own, so a kill reaches
+ * whatever it started too). False if the group is gone.
+ */
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): boolean {
+  if (child.pid === undefined) return false;
+  try {
+    process.kill(-child.pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until no process of the group led by `pid` is left (a killed process is really gone); throws after 5 s. */
+export async function untilGroupGone(pid: number, timeoutMs = 5_000): Promise<void> {
+  if (pid <= 0) return; // never spawned
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(-pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
+      throw error;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`process group ${pid} still has processes ${timeoutMs} ms after its kill`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Keeps track of a child the benchmark spawned itself (detached), so that killAllChildren and the exit hook kill it. */
+export function trackChild(child: ChildProcess): void {
+  installExitHook();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
 }
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux x86-64 and arm64). */
@@ -89,6 +127,8 @@ class BenchChild<In, Out extends { type: string }> {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       // The AWS SDK warns about Node 20 on every start; the benchmark's output does not need it.
       env: { ...process.env, NODE_NO_WARNINGS: '1' },
+      // A process group of its own: a kill reaches the whole group, and nothing of it outlives the kill.
+      detached: true,
     });
     live.add(this.child);
     const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
@@ -161,19 +201,24 @@ class BenchChild<In, Out extends { type: string }> {
     if (this.alive && this.child.connected) this.child.send(message as object);
   }
 
-  /** Sends a signal and waits for the process to exit. */
+  /** Sends a signal to the process group and waits for the process to exit and its group to be gone. */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.alive) this.child.kill(signal);
+    if (this.alive) signalGroup(this.child, signal);
     await this.exited;
+    await untilGroupGone(this.pid);
   }
 
-  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs` (to the process group); waits until the group is gone. */
   async stop(graceMs = 8_000): Promise<void> {
-    if (!this.alive) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    if (this.alive) {
+      signalGroup(this.child, 'SIGTERM');
+      const timer = setTimeout(() => signalGroup(this.child, 'SIGKILL'), graceMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    // Whatever the process started dies with it.
+    signalGroup(this.child, 'SIGKILL');
+    await untilGroupGone(this.pid);
   }
 }
 
@@ -264,7 +309,7 @@ export async function killAllChildren(): Promise<void> {
         new Promise<void>((resolveExit) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
           child.once('exit', () => resolveExit());
-          child.kill('SIGKILL');
+          signalGroup(child, 'SIGKILL');
         }),
     ),
   );

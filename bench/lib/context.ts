@@ -27,6 +27,8 @@ export interface BenchSettings {
   failoverSets?: string[];
   /** Executions the actions and cpu measurements run (default: per-batch and windowed). */
   executions?: Execution[];
+  /** Kills of the crash-failover measurement (default 10, quick 3). */
+  crashKills?: number;
 }
 
 export interface BenchContext {

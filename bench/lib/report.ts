@@ -8,8 +8,10 @@ import type { CpuResult } from '../cpu';
 import type { FailoverResult } from '../failover';
 import type { LatencyResult } from '../latency';
 import type { ScalePoint } from '../scale';
+import type { CrashFailoverResult, StartupResult } from '../scale-out';
 import type { ThroughputResult } from '../throughput';
 import { renderActions, renderCpu } from './report-actions';
+import { renderCrashFailover, renderStartup } from './report-scale-out';
 
 export interface MachineInfo {
   cores: number;
@@ -34,6 +36,8 @@ export interface BenchReport {
   cost?: CostResult;
   actions?: ActionsResult;
   cpu?: CpuResult;
+  startup?: StartupResult;
+  'crash-failover'?: CrashFailoverResult;
   failures: { measurement: string; error: string }[];
 }
 
@@ -301,6 +305,8 @@ export function renderMarkdown(report: BenchReport): string {
 
   if (report.actions) out.push(...renderActions(report.actions));
   if (report.cpu) out.push(...renderCpu(report.cpu));
+  if (report.startup) out.push(...renderStartup(report.startup));
+  if (report['crash-failover']) out.push(...renderCrashFailover(report['crash-failover']));
 
   if (report.failures.length > 0) {
     out.push('## Failures', '', ...report.failures.map((f) => `- ${f.measurement}: \`${f.error.split('\n')[0]}\``), '');

@@ -37,18 +37,23 @@ export async function startShardConsumer(
   context: BenchContext,
   start: ShardConsumerStart,
 ): Promise<WorkflowHandle<typeof shardConsumerWorkflow>> {
+  const workflowTaskTimeout = start.workflowTaskTimeout ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS;
   return context.client.workflow.start(shardConsumerWorkflow, {
     taskQueue: start.taskQueue,
     workflowId: shardConsumerWorkflowId(start.applicationName, start.streamName, start.shard.shardId),
-    workflowTaskTimeout: start.workflowTaskTimeout ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+    workflowTaskTimeout,
     args: [
       {
         applicationName: start.applicationName,
         streamName: start.streamName,
         shardId: start.shard.shardId,
         processor: 'bench',
-        // As the stream consumer passes them: no ListShards at start-up.
+        // As the stream consumer passes them: no ListShards at start-up; the same timeout after continue-as-new.
         parentShardIds: [],
+        workflowTaskTimeoutMs:
+          typeof workflowTaskTimeout === 'number'
+            ? workflowTaskTimeout
+            : Number(workflowTaskTimeout.slice(0, -1)) * 1_000,
         hashKeyRange: start.shard.hashKeyRange,
         options: start.options,
       },

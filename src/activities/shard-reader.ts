@@ -61,6 +61,31 @@ const READ_AHEAD_TTL_MS = 60_000;
 /** How many de-aggregation failures a batch summary lists by sequence number (all are counted). */
 const REPORTED_FAILURES = 10;
 
+/** How long past its wait a quiet read may take before an in-flight GetRecords is abandoned. */
+export const QUIET_READ_GRACE_MS = 500;
+
+/**
+ * What a quiet read that ran out of time returns: nothing read, at the tip, to be read again from the same iterator
+ * (nothing is skipped: a GetRecords cut short may have found records, and the next read finds them again).
+ */
+function quietBatch(iterator: string, readAt: number): ReadBatch {
+  return {
+    records: [],
+    summary: {
+      recordCount: 0,
+      kinesisRecordCount: 0,
+      bytes: 0,
+      millisBehindLatest: 0,
+      nextIterator: iterator,
+      deaggregationFailures: [],
+      deaggregationFailureCount: 0,
+      droppedOutOfRange: 0,
+      droppedCheckpointed: 0,
+      readAt,
+    },
+  };
+}
+
 /** True when a read returned nothing and the shard is at (or within `pollMs` of) its tip: waiting is the thing to do. */
 export function atQuietTip(
   summary: Pick<BatchSummary, 'kinesisRecordCount' | 'millisBehindLatest' | 'nextIterator'>,
@@ -102,17 +127,30 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
     const cutoff = Date.now() - READ_AHEAD_TTL_MS;
     for (const [key, ahead] of readsAhead) if (ahead.startedAt < cutoff) readsAhead.delete(key);
   };
-  const fetchBatch = async (key: string, settings: ReadSettings, iterator: string): Promise<RawRead> => {
+  const fetchBatch = async (
+    key: string,
+    settings: ReadSettings,
+    iterator: string,
+    abortSignal?: AbortSignal,
+  ): Promise<RawRead> => {
     await pace(key, settings.minIntervalMs);
     const readAt = Date.now();
-    const response = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: settings.maxRecords }));
+    const response = await kinesis.send(
+      new GetRecordsCommand({ ShardIterator: iterator, Limit: settings.maxRecords }),
+      abortSignal ? { abortSignal } : {},
+    );
     return { response, readAt, durationMs: Date.now() - readAt };
   };
   /**
    * The read for `iterator`: the one started ahead if it is that iterator's and brought records (an empty one may be
    * stale by now: the read is made again). A read ahead that failed is this request's failure.
    */
-  const fetch = async (key: string, settings: ReadSettings, iterator: string): Promise<RawRead> => {
+  const fetch = async (
+    key: string,
+    settings: ReadSettings,
+    iterator: string,
+    abortSignal?: AbortSignal,
+  ): Promise<RawRead> => {
     dropStaleReadsAhead(); // also those of shards that moved to other workers
     const ahead = readsAhead.get(key);
     if (ahead) readsAhead.delete(key);
@@ -121,7 +159,7 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
       if ('error' in done) throw done.error;
       if ((done.response.Records?.length ?? 0) > 0) return done;
     }
-    return fetchBatch(key, settings, iterator);
+    return fetchBatch(key, settings, iterator, abortSignal);
   };
   const startReadAhead = (key: string, settings: ReadSettings, iterator: string) => {
     readsAhead.set(key, {
@@ -231,12 +269,17 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
     ): Promise<ReadBatch> {
       const key = shardKey(ref);
       const pollMs = settings.idlePollMs ?? 1_000;
-      const deadline = Date.now() + (settings.idleWaitMs ?? 0);
+      const startedAt = Date.now();
+      const deadline = startedAt + (settings.idleWaitMs ?? 0);
+      // A quiet read returns by its deadline whatever Kinesis does: the workflow's start-to-close timeout for it is
+      // only a little longer, and outliving it would read as a lost worker.
+      const overdue = settings.idleWaitMs ? AbortSignal.timeout(settings.idleWaitMs + QUIET_READ_GRACE_MS) : undefined;
       for (let current = iterator; ;) {
         let fetched: RawRead;
         try {
-          fetched = await fetch(key, settings, current);
+          fetched = await fetch(key, settings, current, overdue);
         } catch (error) {
+          if (overdue?.aborted) return quietBatch(current, startedAt);
           throw kinesisFailure(error, `GetRecords on ${ref.shardId} of stream ${ref.streamName}`);
         }
         const { response } = fetched;

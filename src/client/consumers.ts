@@ -43,7 +43,7 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   shardOptions?: ShardConsumerOptions;
   /** @default 10000 */
   shardSyncIntervalMs?: number;
-  /** Workflow task timeout of the shard consumers (see StreamConsumerInput). @default 5000 */
+  /** Workflow task timeout of the shard consumers (see StreamConsumerInput). @default 2000 */
   shardWorkflowTaskTimeoutMs?: number;
   /** How often shard consumers started by an earlier run are checked on (see StreamConsumerInput). @default 60000 */
   shardAuditIntervalMs?: number;

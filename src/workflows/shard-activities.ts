@@ -133,8 +133,14 @@ const onPinnedWorker = (policy: RetryPolicy, ...timeouts: string[]): RetryPolicy
   nonRetryableErrorTypes: [...(policy.nonRetryableErrorTypes ?? []), HEARTBEAT_TIMEOUT, ...timeouts],
 });
 
-/** Time a read may take beyond its idle wait before its worker is presumed gone. */
-const READ_SLACK_MS = 10_000;
+/**
+ * Time a quiet read may take beyond its wait before its worker is presumed gone: a quarter of the wait, 1 s to 5 s.
+ * The read returns by its wait + 500 ms whatever Kinesis does (the shard reader abandons a GetRecords in flight then),
+ * so this only has to cover a busy worker's event loop and the round trip of the result.
+ */
+export function readSlackMs(waitMs: number): number {
+  return Math.min(5_000, Math.max(1_000, Math.floor(waitMs / 4)));
+}
 
 /**
  * The longest a read waits at a quiet tip: twice `idleTimeBetweenReadsMs` (at least 1 s) for the first quiet read,
@@ -151,7 +157,7 @@ export function idleWaitMs(options: ResolvedShardConsumerOptions, quietReads: nu
  * The read activity on the pinned worker. An active read (the shard had records) heartbeats, so a dead worker is noticed
  * within `heartbeatTimeoutMs`, and returns at once when it finds nothing. A quiet read waits on the worker for records
  * (up to `waitMs`) without heartbeats, each of which would be a Temporal action; a dead worker is then noticed when the
- * read outlives its wait by a few seconds.
+ * read outlives its wait by {@link readSlackMs} (1 s at a shard's first quiet reads).
  */
 export function readActivity(
   options: ResolvedShardConsumerOptions,
@@ -163,7 +169,7 @@ export function readActivity(
     taskQueue: workerQueue,
     scheduleToStartTimeout: options.workerScheduleToStartTimeoutMs,
     ...(waitMs > 0
-      ? { startToCloseTimeout: waitMs + READ_SLACK_MS }
+      ? { startToCloseTimeout: waitMs + readSlackMs(waitMs) }
       : { startToCloseTimeout: '60s', heartbeatTimeout: options.heartbeatTimeoutMs }),
     retry: onPinnedWorker(READ_RETRY, START_TO_CLOSE_TIMEOUT),
     summary: waitMs > 0 ? `wait for records on ${shardId}` : `read ${shardId}`,

@@ -13,15 +13,15 @@
 import {
   allHandlersFinished,
   condition,
-  continueAsNew,
   defineQuery,
   defineSignal,
+  makeContinueAsNewFunc,
   setHandler,
 } from '@temporalio/workflow';
 import type { MoveShard, ShardConsumerResult, ShardProgress } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import { defaultTableName, leaseTableNameProblem } from '../ids';
-import { validateShardConsumerOptions } from '../options';
+import { DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS, validateShardConsumerOptions } from '../options';
 import { ShardContext, type ShardConsumerInput, StoppedWhileWaiting } from './shard-context';
 import { progressOf } from './shard-details';
 import { classify, Failure } from './shard-failures';
@@ -88,7 +88,9 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   await condition(allHandlersFinished);
   if (ctx.stopRequested) return finish(ctx, 'REQUESTED');
   const c = ctx.c;
-  return continueAsNew<typeof shardConsumerWorkflow>({
+  return makeContinueAsNewFunc<typeof shardConsumerWorkflow>({
+    workflowTaskTimeout: input.workflowTaskTimeoutMs ?? DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+  })({
     ...input,
     parentShardIds: ctx.parentShardIds,
     cursor: { ...c, run: c.run + 1, ...(ctx.move ? { move: ctx.move } : {}) },

@@ -43,6 +43,12 @@ export interface ShardConsumerInput {
   /** Workflow id of the stream consumer to tell (signal) when this consumer ends. @default none */
   streamWorkflowId?: string;
   /**
+   * The workflow task timeout of this consumer's next runs (continue-as-new), as its starter gave the first: the stream
+   * consumer's `shardWorkflowTaskTimeoutMs`. @default DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS (so a consumer started
+   * before the default changed adopts the new one)
+   */
+  workflowTaskTimeoutMs?: number;
+  /**
    * The stream identifier (`<account>:<stream>:<creation epoch>`) when the lease table is a multi-stream one: lease keys
    * are then `<identifier>:<shard id>`. @default a single-stream table (lease key = shard id)
    */

@@ -104,7 +104,7 @@ export interface StreamConsumerInput {
   /**
    * Workflow task timeout of the shard consumers: when a worker dies in the middle of a workflow task, the task moves
    * to another worker after this long. Shorter fails over faster; too short times out tasks on an overloaded worker.
-   * @default 5000
+   * @default 2000
    */
   shardWorkflowTaskTimeoutMs?: number;
   /**
@@ -355,6 +355,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       ...(!restart && shard.hashKeyRange ? { hashKeyRange: shard.hashKeyRange } : {}),
       ...(input.shardOptions ? { options: input.shardOptions } : {}),
       streamWorkflowId: info.workflowId,
+      workflowTaskTimeoutMs,
       ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
     };
     let handle;

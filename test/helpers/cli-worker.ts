@@ -1,12 +1,13 @@
 /**
  * `temporal-kcl worker` (and other CLI commands) in child processes, run from source as a user runs the CLI, with
- * test/fixtures/file-recording-processor.ts as the processor module. Every child is killed by {@link CliProcess.stop},
- * and at the latest when this process exits.
+ * test/fixtures/file-recording-processor.ts as the processor module. Each child leads a process group of its own; every
+ * child is killed by {@link CliProcess.stop}, and at the latest when this process exits (its whole group).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type RecordedLine, RECORDS_FILE_VARIABLE } from '../fixtures/file-recording-processor';
+import { signalGroup, untilGroupGone } from './process-group';
 
 const root = resolve(__dirname, '..', '..');
 const live = new Set<ChildProcess>();
@@ -23,7 +24,10 @@ export interface CliProcess {
   output(): string;
   /** Waits until the output matches. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`; resolves once it has exited. */
+  /**
+   * SIGTERM, then SIGKILL (to its process group) if it has not exited within `graceMs`; resolves once it has exited
+   * and nothing of its group is left (throws if something is, after SIGKILLing it).
+   */
   stop(graceMs?: number): Promise<number | NodeJS.Signals | null>;
 }
 
@@ -32,7 +36,7 @@ export function startCli(args: string[], env: Record<string, string>): CliProces
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const child of live) child.kill('SIGKILL');
+      for (const child of live) signalGroup(child, 'SIGKILL');
     });
   }
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !INHERITED_SETTINGS.test(name)));
@@ -40,6 +44,8 @@ export function startCli(args: string[], env: Record<string, string>): CliProces
     cwd: root,
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A process group of its own: SIGKILL reaches whatever it started too.
+    detached: true,
   });
   live.add(child);
   let output = '';
@@ -88,14 +94,16 @@ export function startCli(args: string[], env: Record<string, string>): CliProces
     async stop(graceMs = 10_000) {
       if (live.has(child)) {
         child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
         try {
-          return await exited;
+          await exited;
         } finally {
           clearTimeout(timer);
         }
       }
-      return exited;
+      const how = await exited;
+      await untilGroupGone(child.pid ?? -1, `temporal-kcl ${args.join(' ')}`);
+      return how;
     },
   };
 }

@@ -1,11 +1,13 @@
 /**
  * Runs the `temporal-kcl` CLI from source (`node --import tsx src/cli/main.ts`) as a subprocess, pointed at the test
- * stack through the environment variables users set. Every subprocess is SIGKILLed by {@link killAllCliProcesses}, and
- * at the latest when the test process exits, so none outlives its test.
+ * stack through the environment variables users set. Each subprocess leads a process group of its own; every one is
+ * SIGKILLed (its whole group) by {@link killAllCliProcesses}, and at the latest when the test process exits, so none
+ * outlives its test.
  */
 import { testExecution } from './execution';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { signalGroup, untilGroupGone } from './process-group';
 import type { TestStack } from './stack';
 
 const root = resolve(__dirname, '..', '..');
@@ -62,7 +64,11 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves when stdout or stderr matches; rejects on timeout or if the process exits first. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  /** Sends a signal (if still running) and waits for the exit. */
+  /**
+   * Sends a signal (if still running) and waits for the exit, and until nothing of its process group is left (throws
+   * if something is, after SIGKILLing it). SIGKILL goes to the whole group; other signals to the CLI itself, whose
+   * handling of them is under test (it must stop what it started).
+   */
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -71,13 +77,15 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const child of live) child.kill('SIGKILL');
+      for (const child of live) signalGroup(child, 'SIGKILL');
     });
   }
   const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], {
     cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A process group of its own: SIGKILL reaches whatever it started (a dev stack's servers) too.
+    detached: true,
   });
   live.add(child);
   let stdout = '';
@@ -109,8 +117,13 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
       }
     },
     async kill(signal = 'SIGTERM') {
-      if (!done) child.kill(signal);
-      return exited;
+      if (!done) {
+        if (signal === 'SIGKILL') signalGroup(child, signal);
+        else child.kill(signal);
+      }
+      const how = await exited;
+      await untilGroupGone(child.pid ?? -1, `temporal-kcl ${args.join(' ')}`);
+      return how;
     },
   };
 }
@@ -150,7 +163,7 @@ export async function killAllCliProcesses(): Promise<void> {
         new Promise<void>((resolveExit) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
           child.once('close', () => resolveExit());
-          child.kill('SIGKILL');
+          signalGroup(child, 'SIGKILL');
         }),
     ),
   );

@@ -1,9 +1,13 @@
 /**
  * A quiet shard on the real stack: its reads wait on the worker (no workflow timer), records that arrive are delivered,
- * the reads leave nothing behind in the worker's memory, and a stop does not wait for a read's wait to run out.
+ * the reads leave nothing behind in the worker's memory, and a stop does not wait for a read's wait to run out. A quiet
+ * read returns by its deadline even when Kinesis does not answer.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { GetShardIteratorCommand } from '@aws-sdk/client-kinesis';
+import { QUIET_READ_GRACE_MS, createShardReader } from '../../src/activities/shard-reader';
+import { createKinesisClient } from '../../src/aws/clients';
 import { progressQuery, stopSignal } from '../../src/workflows/shard-consumer';
 import {
   createStream,
@@ -15,6 +19,7 @@ import {
   startShardConsumer,
   testWorker,
 } from '../helpers/kcl';
+import { startFaultProxy } from '../helpers/fault-proxy';
 import { uniqueName } from '../helpers/stack';
 
 /** Longer than the test waits for anything, so a stop that waited for a read's wait to end would show. */
@@ -87,5 +92,49 @@ describe('a quiet shard', () => {
     assert.equal(cachedWhileQuiet, 0, 'empty batches are not kept in the worker');
     assert.equal(worker.cache.size, 0, 'nothing left in the worker after the stop');
     assert.ok(stopMs < MAX_IDLE_WAIT_MS / 4, `the stop took ${stopMs} ms: it did not wait for the read's wait to end`);
+  });
+
+  test('a quiet read returns by its wait + 500 ms when GetRecords hangs, empty and at the same iterator', async () => {
+    // Prepare: every GetRecords answer is held back 8 s.
+    const streamName = await createStream(context.kinesis, 1, 'quiet-hang');
+    const shardId = await firstShardId(context.kinesis, streamName);
+    const { ShardIterator: iterator } = await context.kinesis.send(
+      new GetShardIteratorCommand({ StreamName: streamName, ShardId: shardId, ShardIteratorType: 'TRIM_HORIZON' }),
+    );
+    assert.ok(iterator);
+    const proxy = await startFaultProxy({
+      target: context.stack.aws.kinesisEndpoint,
+      faultRate: 1,
+      kinds: ['slow'],
+      slowMs: 8_000,
+      only: /GetRecords/,
+    });
+    const kinesis = createKinesisClient({ ...context.stack.aws, kinesisEndpoint: proxy.endpoint, maxAttempts: 1 });
+    const reader = createShardReader({ kinesis });
+    const waitMs = 1_000;
+    try {
+      // Act
+      const started = Date.now();
+      const { records, summary } = await reader.read(
+        { applicationName: uniqueName('app'), streamName, shardId },
+        iterator,
+        { maxRecords: 100, idleWaitMs: waitMs, idlePollMs: 200 },
+        undefined,
+      );
+      const tookMs = Date.now() - started;
+
+      // Assess
+      console.log(`[quiet] a read waiting ${waitMs} ms on a GetRecords that hangs returned after ${tookMs} ms`);
+      assert.ok(tookMs >= waitMs, `returned after ${tookMs} ms, before its deadline`);
+      assert.ok(tookMs < waitMs + QUIET_READ_GRACE_MS + 400, `returned after ${tookMs} ms: the deadline did not hold`);
+      assert.equal(records.length, 0);
+      assert.equal(summary.kinesisRecordCount, 0);
+      assert.equal(summary.millisBehindLatest, 0);
+      assert.equal(summary.nextIterator, iterator, 'read again from where it was');
+      assert.equal(proxy.faults.slow, 1, 'one GetRecords call was in flight');
+    } finally {
+      kinesis.destroy();
+      await proxy.close();
+    }
   });
 });

@@ -5,8 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ChildShard } from '../../src/consumer-types';
+import { DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS } from '../../src/options';
 import { SentinelCheckpoint } from '../../src/positions';
 import { progressQuery, type shardConsumerWorkflow, stopSignal } from '../../src/workflows/shard-consumer';
 import { createTimeSkippingEnv } from '../helpers/temporal-servers';
@@ -350,7 +352,7 @@ describe('ending', () => {
 });
 
 describe('continue-as-new', () => {
-  test('the cursor carries over: every record once, in order; counters and fencing continue; the pin survives', async () => {
+  test('the cursor carries over: every record once, in order; counters and fencing continue; the pin survives; the next runs get the default workflow task timeout', async () => {
     const scenario = stubScenario(env, 'continue-as-new');
     const { fake } = scenario;
     const shard = fake.addShard(SHARD);
@@ -369,6 +371,7 @@ describe('continue-as-new', () => {
     assert.deepEqual(fake.delivered(), positionsOf(shard), 'every record exactly once, in order');
     // The chain of runs: each of the first three ends in WorkflowExecutionContinuedAsNew.
     const runs: { batches: number; continued: boolean }[] = [];
+    const taskTimeouts: (number | undefined)[] = [];
     let runId: string | undefined = handle!.firstExecutionRunId;
     while (runId) {
       const history: History = await env.client.workflow.getHandle(scenario.workflowId, runId).fetchHistory();
@@ -380,6 +383,7 @@ describe('continue-as-new', () => {
         ).length,
         continued: Boolean(last?.workflowExecutionContinuedAsNewEventAttributes),
       });
+      taskTimeouts.push(optionalTsToMs(events[0]?.workflowExecutionStartedEventAttributes?.workflowTaskTimeout));
       runId = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
     }
     assert.deepEqual(runs, [
@@ -389,6 +393,13 @@ describe('continue-as-new', () => {
       { batches: 1, continued: false },
     ]);
     assert.notEqual((await handle!.describe()).runId, handle!.firstExecutionRunId);
+    // Started without a workflowTaskTimeoutMs input (as before the stream consumer passed one): the runs continued as
+    // new get the default, whatever the first had.
+    assert.deepEqual(taskTimeouts.slice(1), [
+      DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+      DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+      DEFAULT_SHARD_WORKFLOW_TASK_TIMEOUT_MS,
+    ]);
     // The lease was claimed once and every write presents the counter the previous one returned.
     assert.equal(fake.count('claimLease'), 1);
     const writes = fake.leases.written;
@@ -407,6 +418,37 @@ describe('continue-as-new', () => {
     assert.equal(result.counters.batches, 10);
     assert.equal(result.counters.recordsProcessed, 20);
     assert.equal(result.counters.checkpoints, 11);
+  });
+
+  test('a workflowTaskTimeoutMs in the input is the workflow task timeout of every run continued as new', async () => {
+    const scenario = stubScenario(env, 'continue-as-new-timeout');
+    const shard = scenario.fake.addShard(SHARD);
+    shard.append(4);
+    shard.close([]);
+    let handle: WorkflowHandleWithFirstExecutionRunId<typeof shardConsumerWorkflow> | undefined;
+
+    const result = await scenario.run(
+      scenario.input(
+        SHARD,
+        { initialPosition: 'TRIM_HORIZON', maxRecords: 2, maxBatchesPerRun: 1 },
+        { workflowTaskTimeoutMs: 7_000 },
+      ),
+      async (started) => {
+        handle = started;
+      },
+    );
+
+    assert.equal(result.reason, 'TERMINATE');
+    const taskTimeouts: (number | undefined)[] = [];
+    let runId: string | undefined = handle!.firstExecutionRunId;
+    while (runId) {
+      const history: History = await env.client.workflow.getHandle(scenario.workflowId, runId).fetchHistory();
+      const events = history.events ?? [];
+      taskTimeouts.push(optionalTsToMs(events[0]?.workflowExecutionStartedEventAttributes?.workflowTaskTimeout));
+      runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+    }
+    assert.ok(taskTimeouts.length >= 2, `${taskTimeouts.length} runs`);
+    assert.deepEqual(taskTimeouts.slice(1), Array<number>(taskTimeouts.length - 1).fill(7_000));
   });
 });
 

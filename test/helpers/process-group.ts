@@ -1,0 +1,61 @@
+/**
+ * Child processes of the tests lead process groups of their own (spawned `detached`): a kill reaches whatever the child
+ * started too, and a test can check that nothing of a killed worker is left running.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Signals the child's process group; the child alone if the group is gone. */
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) {
+      process.kill(-child.pid, signal);
+      return;
+    }
+  } catch {
+    // No such group (already reaped): fall back to the child itself.
+  }
+  child.kill(signal);
+}
+
+/** The processes of group `pgid` that are not zombies (from /proc; `signal 0` would count zombies too). */
+export function liveGroupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  if (pgid <= 0) return members;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(entry));
+  }
+  return members;
+}
+
+/**
+ * Waits until no process of the group `pgid` is left (after its leader exited). One still running after `timeoutMs`
+ * was leaked by the process under test: the group is SIGKILLed and this throws, naming them.
+ */
+export async function untilGroupGone(pgid: number, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const members = liveGroupMembers(pgid);
+    if (members.length === 0) return;
+    if (Date.now() > deadline) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      throw new Error(
+        `${what}: processes ${members.join(', ')} of its group still ran ${timeoutMs} ms after it exited`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
