@@ -45,3 +45,36 @@ export interface PlannedMove {
   to: string;
   reason: MoveReason;
 }
+
+/**
+ * Input of the `watchFleet` activity (src/activities/fleet-activities.ts; on the shared task queue, started by the
+ * stream consumer). It reads the shared queue's pollers (DescribeTaskQueue) and the lease table, and returns a
+ * `FleetView`: at once when `known` is absent, otherwise when the set of live workers or any shard's worker differs
+ * from `known`, or after `maxWaitMs`. It heartbeats while it waits.
+ */
+export interface WatchFleetInput {
+  /** The shared task queue whose pollers are the fleet. */
+  taskQueue: string;
+  /** The lease table: each shard's worker (`temporalKclWorker`), cap and load. */
+  tableName: string;
+  /** Multi-stream lease tables: only the leases of this stream (`<account>:<stream>:<creation epoch>`). */
+  streamIdentifier?: string;
+  /** The view the caller last saw: the activity waits until the fleet differs from it. Absent: return at once. */
+  known?: FleetView;
+  /**
+   * Longest wait for a change before returning the current view anyway.
+   * @default 120000
+   */
+  maxWaitMs?: number;
+}
+
+/** The `watchFleet` activity's signature (the stream consumer proxies it by this type). */
+export type WatchFleet = (input: WatchFleetInput) => Promise<FleetView>;
+
+/** What `createFleetActivities` returns. */
+export interface FleetActivities {
+  watchFleet: WatchFleet;
+}
+
+/** `watchFleet`'s default `maxWaitMs`. */
+export const DEFAULT_FLEET_WATCH_MAX_WAIT_MS = 120_000;

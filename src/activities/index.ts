@@ -6,6 +6,7 @@ import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
 import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
 import { createDeadLetterActivities } from './dead-letter-activities';
+import { createFleetActivities } from './fleet-activities';
 import { withHeartbeats } from './heartbeat';
 import { createKinesisActivities } from './kinesis-activities';
 import { pinLeases } from './pin-lease';
@@ -62,6 +63,8 @@ export function createActivities(deps: ActivityDeps) {
       'closedShardConsumers',
       'prepareLeaseTable',
     ]),
+    // Not wrapped in `heartbeating`: `watchFleet` waits for minutes and heartbeats on its own cadence.
+    ...createFleetActivities(deps),
     ...createDeadLetterActivities({
       ...deps,
       writeDeadLetters: createDeadLetterWriter({ ...deps, handlers: deps.deadLetterHandlers ?? {} }),
