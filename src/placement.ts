@@ -255,11 +255,11 @@ export function updatePlacementState(
 }
 
 /** The state after the coordinator sent `moves` at `now`: each with the next `seq`, in flight and cooling down. */
-export function recordMoves(
+export function recordMoves<M extends PlannedMove>(
   state: PlacementState,
-  moves: readonly PlannedMove[],
+  moves: readonly M[],
   now: number,
-): { state: PlacementState; sent: (PlannedMove & { seq: number })[] } {
+): { state: PlacementState; sent: (M & { seq: number })[] } {
   const next: PlacementState = {
     workers: state.workers,
     inFlight: { ...state.inFlight },
