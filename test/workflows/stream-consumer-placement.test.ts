@@ -255,6 +255,37 @@ describe('stream consumer: placement', () => {
     );
   });
 
+  test('continue-as-new cancels the watch and carries the placement state: no move sent twice, seq goes on', async () => {
+    await withCoordinator(
+      'placement-can',
+      // Listings every 200 ms grow the history past the knob within seconds.
+      { maxHistoryEventsPerRun: 100, shardSyncIntervalMs: 200 },
+      (script) => {
+        script.push(['a', 'b'], ['a', 'a', 'a', 'a']);
+      },
+      async ({ script, handle, moves }) => {
+        const name = (queue: string) => queue.slice(queue.indexOf('@') + 1);
+        await until('the first round', () => script.calls.length >= 2);
+        assert.deepEqual(summary(await moves(), name), { [SHARDS[0]!]: [['b', 'JOIN', 1]] });
+
+        // Act: the run continues as new while its watch waits; the next run watches again from scratch (no `known`).
+        // (Not told by the progress query: queries of a workflow that keeps continuing as new wait long here.)
+        await until('a later run watched the fleet', () => script.calls.some((call, i) => i >= 2 && !call.input.known));
+        const firstOfRun2 = script.calls.findIndex((call, i) => i >= 2 && call.input.known === undefined);
+        await until('the later run processed its first view', () => script.calls.length > firstOfRun2 + 1);
+
+        // Assess: the same view again; shard 0's move is still in flight (carried), so shard 1 moves, with seq 2.
+        assert.equal(script.calls[1]!.served, -1, "the first run's waiting watch was cancelled");
+        assert.deepEqual(summary(await moves(), name), {
+          [SHARDS[0]!]: [['b', 'JOIN', 1]],
+          [SHARDS[1]!]: [['b', 'BALANCE', 2]],
+        });
+        // (The stop path is the first test's; here a stop would wait out the cancelled watch's throttled heartbeat.)
+        await handle.terminate('test done');
+      },
+    );
+  });
+
   test('placement off: no fleet watch, no moves, no workers in progress', async () => {
     await withCoordinator(
       'no-placement',
