@@ -595,7 +595,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
           cursor: { ...cursor, shards, endedEarlier, ...placement.carried(), run: cursor.run + 1 },
         });
       }
-      placement.resume();
+      if (!cursor.stopping) placement.resume();
       continue;
     }
     await restartDue();
