@@ -235,6 +235,14 @@ describe('stream consumer: placement', () => {
           ],
         );
         assert.equal(progress.waitingForCapacity, 0);
+        // The UI's current details show the same per-worker table.
+        const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+        const details = metadata.currentDetails ?? '';
+        for (const worker of ['a', 'b']) {
+          assert.ok(details.includes(`| \`${script.queueOf(worker)}\` | yes | 2 | — | 0 | 0 |`), details);
+        }
+        assert.match(details, /0 shards waiting for capacity/);
+        assert.match(details, /2 moves sent, 0 in flight/);
 
         // Round 3: shards 0 and 1 are back on a (3 vs 1): a gives one to b, but 0 and 1 moved within the cooldown, so 2.
         script.push(['a', 'b'], ['a', 'a', 'a', 'b']);
