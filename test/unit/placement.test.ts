@@ -567,3 +567,72 @@ describe('placement: liveness and suspects', () => {
     assert.deepEqual(plan(view), []);
   });
 });
+
+describe('placement: random fleets settle', () => {
+  /** A small seeded generator (LCG), so a failure names a reproducible case. */
+  function random(seed: number) {
+    let state = seed >>> 0;
+    return (n: number) => {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      return state % n;
+    };
+  }
+
+  test('200 seeded fleets: placement settles, within every bound and cap, all placed where capacity allows', () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      // Prepare: 1-6 workers (some capped), 0-40 shards, some not placed, loads on half the cases.
+      const next = random(seed);
+      const names = Array.from({ length: 1 + next(6) }, (_, i) => `w${i}`);
+      const workers = names.map((name) => worker(name, next(3) === 0 ? { maxShards: 1 + next(8) } : {}));
+      const shardCount = next(41);
+      const loaded = next(2) === 0;
+      // Where the shards start: anywhere (a worker never holds more than its cap), a fifth not placed.
+      const held = new Map<string, number>();
+      const layout = Array.from({ length: shardCount }, () => {
+        const w = workers[next(workers.length)]!;
+        if (next(5) === 0 || (held.get(w.identity) ?? 0) >= (w.maxShards ?? Infinity)) return undefined;
+        held.set(w.identity, (held.get(w.identity) ?? 0) + 1);
+        return w.identity;
+      });
+      const view = fleet(
+        workers,
+        layout,
+        Array.from({ length: shardCount }, () =>
+          loaded ? { kbps: next(4) === 0 ? 200 + next(800) : next(50), reportedAt: T0 } : {},
+        ),
+      );
+
+      // Act: rounds a cooldown apart, so that a round without moves means nothing is left to do.
+      const settled = settle(view, {}, {}, DEFAULT_MOVE_COOLDOWN_MS);
+
+      // Assess
+      const c = counts(settled.view);
+      const caps = workers.map((w) => w.maxShards ?? Infinity);
+      const capacity = caps.reduce((x, y) => x + y, 0);
+      const placed = Object.values(c).reduce((x, y) => x + y, 0);
+      const level = capacity <= shardCount ? Infinity : waterLevel(caps, shardCount);
+      const why = `seed ${seed}: ${JSON.stringify({ c, caps, shardCount, loaded })}`;
+      assert.equal(placed, Math.min(shardCount, capacity), why);
+      workers.forEach((w, i) => {
+        assert.ok(c[w.identity]! <= Math.min(caps[i]!, Math.ceil(level) + 1), why);
+      });
+      assert.ok(settled.rounds.flat().length <= 3 * shardCount, `${why}: ${settled.rounds.flat().length} moves`);
+      // Settled means settled: the same view a minute later, cooldowns over, plans nothing either.
+      const later = settled.now + DEFAULT_MOVE_COOLDOWN_MS;
+      const again = settle(settled.view, {}, { state: settled.state, now: later });
+      assert.equal(again.rounds.length, 0, `${why}: moves after settling ${JSON.stringify(again.rounds)}`);
+    }
+  });
+
+  /** The level λ of water-filling `shards` over `caps`: Σ min(cap, λ) = shards. */
+  function waterLevel(caps: number[], shards: number): number {
+    let low = 0;
+    let high = shards;
+    for (let i = 0; i < 60; i++) {
+      const mid = (low + high) / 2;
+      if (caps.reduce((sum, cap) => sum + Math.min(cap, mid), 0) >= shards) high = mid;
+      else low = mid;
+    }
+    return high;
+  }
+});
