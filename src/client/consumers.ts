@@ -47,6 +47,8 @@ export interface StartStreamConsumerOptions extends StreamConsumerRef {
   shardWorkflowTaskTimeoutMs?: number;
   /** How often shard consumers started by an earlier run are checked on (see StreamConsumerInput). @default 60000 */
   shardAuditIntervalMs?: number;
+  /** Balance the shards over the workers with `moveShard` signals (see StreamConsumerInput). @default true */
+  placement?: boolean;
   /**
    * Tag the workflows with the KclApplication/KclStream/KclShard/KclState search attributes, so the Temporal UI can list
    * and filter them. They must be registered on the namespace (the dev stack does; see the README for production).
@@ -104,6 +106,7 @@ export function streamConsumerInput(options: StartStreamConsumerOptions): Stream
     processor: requireName(options.processor ?? 'default', 'processor name'),
     tableName,
     ...(options.multiStream ? { multiStream: true } : {}),
+    ...(options.placement === false ? { placement: false } : {}),
     ...(options.shardOptions ? { shardOptions: options.shardOptions } : {}),
     ...(options.shardSyncIntervalMs !== undefined ? { shardSyncIntervalMs: options.shardSyncIntervalMs } : {}),
     ...(options.shardWorkflowTaskTimeoutMs !== undefined

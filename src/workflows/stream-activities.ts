@@ -21,3 +21,16 @@ export function streamActivities(heartbeatTimeoutMs: number) {
     },
   });
 }
+
+/**
+ * The fleet watch (`watchFleet`): it waits up to `maxWaitMs` for a change, heartbeating; when its worker dies, the
+ * heartbeat timeout hands it to another worker. Failures back off up to a minute and are retried without end: placement
+ * is an optimisation the stream consumer never fails for.
+ */
+export function fleetActivities(maxWaitMs: number) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: maxWaitMs + 60_000,
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '60s' },
+  });
+}

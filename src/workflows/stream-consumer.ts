@@ -12,6 +12,7 @@ import {
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
+  patched,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -31,6 +32,7 @@ import {
   streamConsumerSettingsProblems,
   validateShardConsumerOptions,
 } from '../options';
+import type { PlacementState, WorkerSummary } from '../placement';
 import { KCL_APPLICATION, KCL_SHARD, KCL_STATE, KCL_STREAM } from '../search-attributes';
 import { streamActivities } from './stream-activities';
 import { type ShardConsumerInput, shardConsumerWorkflow, stopSignal } from './shard-consumer';
@@ -43,6 +45,7 @@ import {
   restartDelayMs,
 } from './shard-restarts';
 import { shardEndedSignal } from './stream-consumer-signals';
+import { Placement } from './stream-placement';
 
 /**
  * How the stream consumer tracks one shard. A consumer that ended before its shard did waits (RESTARTING) until
@@ -76,6 +79,8 @@ export interface StreamCursor {
   restarts?: number;
   /** The stream identifier, when the lease table is a multi-stream one (decided by the first run). */
   streamIdentifier?: string;
+  /** The coordinator's placement memory (moves in flight, cooldowns, suspect workers, caps). */
+  placement?: PlacementState;
   run: number;
 }
 
@@ -118,6 +123,13 @@ export interface StreamConsumerInput {
    * @default 60000
    */
   shardAuditIntervalMs?: number;
+  /**
+   * Balance the shards over the workers: watch the fleet (the shared queue's pollers and the lease table) and move
+   * shards by `moveShard` signal when workers join or leave, when a worker is over ceil(S/N) + 1 shards or its cap, or
+   * when one carries far more KB/s than the others (README "Scaling workers"). Off: shards stay where they land.
+   * @default true
+   */
+  placement?: boolean;
   /** Set by continue-as-new, never by callers. */
   cursor?: StreamCursor;
 }
@@ -143,6 +155,10 @@ export interface StreamProgress {
   /** Shard consumers started again, over the whole chain of runs. */
   restarts: number;
   run: number;
+  /** The workers serving the stream, as the coordinator's last fleet view shows them (absent before it, or off). */
+  workers?: WorkerSummary[];
+  /** Active shards beyond what the workers' `--max-shards` caps hold. */
+  waitingForCapacity?: number;
 }
 
 export interface StreamConsumerResult {
@@ -212,6 +228,24 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
 
   const workflowIdOf = (shardId: string) => shardConsumerWorkflowId(applicationName, streamName, shardId);
   const running = () => Object.keys(cursor.shards).filter((id) => cursor.shards[id]?.state === 'RUNNING');
+  const placement = new Placement(
+    {
+      taskQueue: info.taskQueue,
+      tableName,
+      streamIdentifier: () => cursor.streamIdentifier,
+      workflowIdOf,
+      activeShards: () => {
+        const startedAt: Record<string, number> = {};
+        for (const [shardId, tracked] of Object.entries(cursor.shards)) {
+          if (tracked.state === 'RUNNING' && tracked.startedAt !== undefined) startedAt[shardId] = tracked.startedAt;
+        }
+        return { shardIds: running(), startedAt };
+      },
+      stopping: () => cursor.stopping,
+      changed: () => showDetails(),
+    },
+    cursor.placement,
+  );
   const restarting = () =>
     Object.entries(cursor.shards).flatMap(([shardId, tracked]) =>
       tracked.state === 'RESTARTING' ? [{ shardId, tracked }] : [],
@@ -233,6 +267,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
             `- restarting \`${shardId}\` at ${new Date(tracked.restartAt).toISOString()} (restart ${tracked.restarts}; ended ${tracked.lastEnd})`,
         ),
         `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\`${cursor.streamIdentifier ? ` (multi-stream, \`${cursor.streamIdentifier}\`)` : ''}`,
+        ...placement.details(),
       ].join('\n'),
     );
   };
@@ -301,6 +336,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     started: cursor.started,
     restarts: cursor.restarts ?? 0,
     run: cursor.run,
+    ...placement.progressFields(),
   }));
 
   /** Starts a consumer per shard not yet tracked; one already running (e.g. started by hand) is adopted. */
@@ -449,6 +485,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
 
   /** Tells every running shard consumer to stop, then waits until all have ended. */
   async function stopAll(): Promise<StreamConsumerResult> {
+    await placement.stop();
     // A consumer waiting for its restart is not running: it ends with the reason it last ended with.
     for (const { shardId, tracked } of restarting()) {
       cursor.shards[shardId] = { state: 'ENDED', reason: tracked.reason };
@@ -527,6 +564,9 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     await startConsumers(discovered.shards);
   }
 
+  // Histories recorded before placement existed schedule no fleet watch here: `patched` keeps them replaying.
+  if (input.placement !== false && !cursor.stopping && patched('placement')) placement.start();
+
   let nextSyncAt = Date.now() + syncIntervalMs;
   let nextAuditAt =
     Date.now() + (input.cursor === undefined ? auditIntervalMs : Math.min(auditIntervalMs, syncIntervalMs));
@@ -543,6 +583,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       workflowInfo().historyLength > maxEventsPerRun ||
       startedThisRun > 5_000
     ) {
+      await placement.stop();
       await condition(allHandlersFinished);
       if (!cursor.stopping && queued.size === 0) {
         // Ended shards need no tracking: incremental listings never return them again. Only their count is kept.
@@ -552,9 +593,10 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
         const endedEarlier = countEnded(cursor.shards, cursor.endedEarlier);
         return continueAsNew<typeof streamConsumerWorkflow>({
           ...input,
-          cursor: { ...cursor, shards, endedEarlier, run: cursor.run + 1 },
+          cursor: { ...cursor, shards, endedEarlier, ...placement.carried(), run: cursor.run + 1 },
         });
       }
+      if (!cursor.stopping) placement.resume();
       continue;
     }
     await restartDue();
