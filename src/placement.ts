@@ -153,6 +153,11 @@ export function resolvePlacementOptions(options: PlacementOptions = {}): Resolve
   };
 }
 
+/** Most moves one round plans for `activeShards` active shards: max(1, ceil(S / 8)) unless the options say. */
+export function maxMovesPerRound(activeShards: number, options: PlacementOptions = {}): number {
+  return options.maxMovesPerRound ?? Math.max(1, Math.ceil(activeShards / DEFAULT_SHARDS_PER_MOVE));
+}
+
 export function emptyPlacementState(): PlacementState {
   return { workers: {}, inFlight: {}, movedAt: {}, seq: 0 };
 }
@@ -426,7 +431,7 @@ export function planPlacement(
   const a = analyze(view, state, options, now, activeShardIds);
   const { o } = a;
   if (a.eligible.length === 0 || a.active.length === 0) return [];
-  const maxMoves = o.maxMovesPerRound ?? Math.max(1, Math.ceil(a.active.length / DEFAULT_SHARDS_PER_MOVE));
+  const maxMoves = maxMovesPerRound(a.active.length, o);
   const eligible = new Set(a.eligible);
   const sim = new Simulation(a);
   const locked = new Set<string>(); // in flight, or moved this round

@@ -11,6 +11,7 @@ import { DEFAULT_FLEET_WATCH_MAX_WAIT_MS, type FleetView, type PlannedMove } fro
 import {
   emptyPlacementState,
   type FleetSummary,
+  maxMovesPerRound,
   planPlacement,
   type PlacementOptions,
   type PlacementState,
@@ -51,6 +52,13 @@ export interface PlacementProgress {
   movesInFlight: number;
 }
 
+/**
+ * After a round that planned as many moves as a round may, the next watch returns after this long even if nothing
+ * changed, so the next moves follow within seconds (the ones in flight count at their targets) instead of waiting for
+ * the lease scan to show the first ones landed. One extra activity per such round, only while rebalancing.
+ */
+export const FOLLOW_UP_WAIT_MS = 2_000;
+
 /** Longest pause between failed watches (they are retried by the activity's own policy first). */
 const MAX_WATCH_BACKOFF_MS = 60_000;
 
@@ -63,6 +71,8 @@ export class Placement {
   private scope?: CancellationScope;
   private loop?: Promise<void>;
   private enabled = false;
+  /** The last round planned the most moves a round may: more may be due. */
+  private followUp = false;
   private readonly maxWaitMs: number;
   private readonly activities: ReturnType<typeof fleetActivities>;
 
@@ -116,7 +126,7 @@ export class Placement {
           tableName: this.host.tableName,
           ...(streamIdentifier ? { streamIdentifier } : {}),
           ...(this.view ? { known: this.view } : {}),
-          maxWaitMs: this.maxWaitMs,
+          maxWaitMs: this.followUp && this.view ? Math.min(FOLLOW_UP_WAIT_MS, this.maxWaitMs) : this.maxWaitMs,
         });
         failures = 0;
       } catch (error) {
@@ -141,6 +151,7 @@ export class Placement {
     this.logStateChanges(before, updated, view);
     const moves = this.host.stopping() ? [] : planPlacement(view, updated, options, now, shardIds, startedAt);
     const { state, sent } = recordMoves(updated, moves, now);
+    this.followUp = moves.length > 0 && moves.length >= maxMovesPerRound(shardIds.length, options);
     this.state = state;
     this.view = view;
     this.summary = summarizeFleet(view, state, options, now, shardIds);

@@ -209,6 +209,7 @@ describe('stream consumer: placement', () => {
         assert.equal(script.calls[0]!.input.known, undefined, 'the first watch returns at once');
         assert.equal(script.calls[0]!.input.taskQueue, script.taskQueue, 'watched on the shared queue');
         assert.equal(script.calls[0]!.input.tableName, applicationName, 'the lease table (the application name)');
+        assert.equal(script.calls[1]!.input.maxWaitMs, 2_000, 'a full round (1 move of 1): the next view soon');
         assert.deepEqual(
           script.calls[1]!.input.known?.shards.map((s) => s.worker),
           SHARDS.map(() => script.queueOf('a')),
@@ -223,9 +224,10 @@ describe('stream consumer: placement', () => {
           [SHARDS[1]!]: [['b', 'BALANCE', 2]],
         });
 
-        // Round 2: both landed on b: balanced, nothing sent.
+        // Round 2: both landed on b: balanced, nothing sent; the next watch waits the full 120 s for a change.
         script.push(['a', 'b'], ['b', 'b', 'a', 'a']);
         await processed(2);
+        assert.equal(script.calls[3]!.input.maxWaitMs, 120_000);
         const progress: StreamProgress = await handle.query(streamProgressQuery);
         assert.deepEqual(
           progress.workers?.map((w) => [w.identity, w.live, w.suspect, w.shards]),
