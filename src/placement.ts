@@ -606,3 +606,13 @@ export function summarizeFleet(
     loadWeighted: a.loadWeighted,
   };
 }
+
+/**
+ * A worker that said it is leaving (its shards were handed over because it is stopping): suspect from `now`, so it gets
+ * nothing new; it is eligible again only if it polls afterwards (a restarted process under the same identity).
+ */
+export function markLeaving(state: PlacementState, workerQueue: string, now: number): PlacementState {
+  const entry = state.workers[workerQueue];
+  if (entry?.suspectSince !== undefined) return state;
+  return { ...state, workers: { ...state.workers, [workerQueue]: { ...entry, suspectSince: now } } };
+}

@@ -5,10 +5,11 @@
  * resolve; then the shard is unpinned keeping its lease, and the next pin (on the target, else any worker) renews the
  * lease — fencing out the old worker — and initializes a new processor at the checkpoint the old one wrote.
  */
-import { log } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log } from '@temporalio/workflow';
 import { resumeFromCheckpoint } from '../shard-cursor';
 import type { ShardContext } from './shard-context';
 import { classify, Failure, failureMessage } from './shard-failures';
+import { workerLeavingSignal } from './stream-consumer-signals';
 
 /**
  * Hands the shard over. MOVED: unpinned after the old processor's shutdown(REQUESTED) (or after its worker turned out to
@@ -19,6 +20,12 @@ export async function handOff(ctx: ShardContext): Promise<'MOVED' | 'ZOMBIE'> {
   const p = c.pin;
   const why = ctx.leaving ?? ctx.move?.reason ?? 'BALANCE';
   if (!p) return 'MOVED';
+  if (why === 'DRAINING' && ctx.input.streamWorkflowId) {
+    // Placement must stop choosing the stopping worker at once (one signal per shard drained).
+    await getExternalWorkflowHandle(ctx.input.streamWorkflowId)
+      .signal(workerLeavingSignal, { workerQueue: p.workerQueue })
+      .catch((error: unknown) => log.warn('could not tell the stream consumer', { error: String(error) }));
+  }
   log.info('handing the shard over to another worker', {
     shardId: ctx.ref.shardId,
     reason: why,

@@ -9,3 +9,9 @@ import type { ShardConsumerResult } from '../consumer-types';
 export type ShardEnded = Pick<ShardConsumerResult, 'shardId' | 'reason' | 'childShards'>;
 
 export const shardEndedSignal = defineSignal<[ShardEnded]>('shardEnded');
+
+/**
+ * A shard consumer handed its shard over because its worker is stopping (SIGTERM, `shutdown()`): that worker takes no
+ * more shards. Its polls may look fresh for up to a minute, so placement would otherwise keep choosing it.
+ */
+export const workerLeavingSignal = defineSignal<[{ workerQueue: string }]>('workerLeaving');

@@ -44,7 +44,7 @@ import {
   isWorkflowNotFound,
   restartDelayMs,
 } from './shard-restarts';
-import { shardEndedSignal } from './stream-consumer-signals';
+import { shardEndedSignal, workerLeavingSignal } from './stream-consumer-signals';
 import { Placement } from './stream-placement';
 
 /**
@@ -318,6 +318,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     showDetails();
   });
   setHandler(shardEndedSignal, (ended) => onShardEnded(ended.shardId, ended.reason, undefined, ended.childShards));
+  setHandler(workerLeavingSignal, ({ workerQueue }) => placement.workerLeaving(workerQueue));
   setHandler(streamProgressQuery, (): StreamProgress => ({
     applicationName,
     streamName,

@@ -17,6 +17,7 @@ import {
   type PlacementState,
   recordMoves,
   summarizeFleet,
+  markLeaving,
   updatePlacementState,
   type WorkerSummary,
 } from '../placement';
@@ -83,6 +84,14 @@ export class Placement {
     this.state = state ?? emptyPlacementState();
     this.maxWaitMs = host.maxWaitMs ?? DEFAULT_FLEET_WATCH_MAX_WAIT_MS;
     this.activities = fleetActivities(this.maxWaitMs);
+  }
+
+  /** A worker is stopping (one of its shards was handed over for that): it gets nothing new from now on. */
+  workerLeaving(workerQueue: string): void {
+    const next = markLeaving(this.state, workerQueue, Date.now());
+    if (next === this.state) return;
+    log.info('placement: worker leaving', { worker: workerQueue });
+    this.state = next;
   }
 
   /** Starts the watch loop (again after `stop`); the first watch returns the current view at once. */

@@ -9,6 +9,7 @@ import {
   DEFAULT_LIVENESS_MS,
   DEFAULT_MOVE_COOLDOWN_MS,
   emptyPlacementState,
+  markLeaving,
   planPlacement,
   type PlacementDecision,
   type PlacementOptions,
@@ -469,6 +470,28 @@ describe('placement: no churn', () => {
 });
 
 describe('placement: liveness and suspects', () => {
+  test('a worker leaving (SIGTERM) gets nothing although its last poll looks fresh; a later poll makes it eligible again', () => {
+    // a holds 6, b holds 0 and told us it is leaving (its shards were handed over); c holds 0 and is new.
+    const view = fleet([worker('a'), worker('b'), worker('c')], ['a', 'a', 'a', 'a', 'a', 'a']);
+    const leaving = markLeaving(emptyPlacementState(), queueOf('b'), T0 + 1_000);
+    assert.equal(markLeaving(leaving, queueOf('b'), T0 + 2_000), leaving, 'marked once');
+    const state = updatePlacementState(leaving, view, {}, T0 + 1_000, allShards(view));
+    const moves = plan(view, state, { maxMovesPerRound: 10 }, T0 + 1_000);
+    assert.ok(moves.length > 0);
+    assert.ok(
+      moves.every((move) => move.to === queueOf('c')),
+      `every move goes to c, none to the leaving b: ${JSON.stringify(moves)}`,
+    );
+    // Without the mark, b would get shards (it holds none and looks live).
+    assert.ok(plan(view, emptyPlacementState(), { maxMovesPerRound: 10 }, T0 + 1_000).some((m) => m.to === queueOf('b')));
+    // A process polling under b's identity after the mark (a restart) is eligible again.
+    const restarted = fleet(
+      [worker('a'), worker('b', { lastAccessTime: T0 + 5_000 }), worker('c')],
+      ['a', 'a', 'a', 'a', 'a', 'a'],
+    );
+    assert.equal(updatePlacementState(state, restarted, {}, T0 + 6_000, allShards(restarted)).workers[queueOf('b')], undefined);
+  });
+
   test('a stale worker is not a target, and its shards go to live workers', () => {
     const view = fleet([worker('a'), worker('b', { lastAccessTime: T0 - DEFAULT_LIVENESS_MS - 1 })], ['a', 'b', 'b']);
     const moves = plan(view);
