@@ -46,7 +46,7 @@ export const DEFAULT_MIN_GAIN_OF_MEAN = 0.1;
 /** Moves per round: max(1, ⌈S / this⌉). */
 export const DEFAULT_SHARDS_PER_MOVE = 8;
 /** A shard started this recently and not yet placed is left to place itself (through the shared queue). */
-export const DEFAULT_UNPLACED_GRACE_MS = 30_000;
+export const DEFAULT_UNPLACED_GRACE_MS = 10_000;
 
 export interface PlacementOptions {
   /** @default 70000 */
@@ -67,7 +67,7 @@ export interface PlacementOptions {
   minGainOfMean?: number;
   /** @default max(1, ceil(S / 8)) */
   maxMovesPerRound?: number;
-  /** @default 30000 */
+  /** @default 10000 */
   unplacedGraceMs?: number;
 }
 
