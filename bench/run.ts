@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover]`: measures temporal-kcl on the local
+ * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain]`: measures temporal-kcl on the local
  * stack and writes bench/results/latest.md and latest.json.
  *
  * It starts its own stack (Temporal dev server, headless; kinesalite and dynalite in this process) and its own worker
@@ -22,7 +22,7 @@ import { type BenchContext, createBenchContext } from './lib/context';
 import { type Execution, parseExecutions } from './lib/executions';
 import { machineInfo, type BenchReport, renderMarkdown } from './lib/report';
 import { measureScale } from './scale';
-import { measureCrashFailover, measureStartup } from './scale-out';
+import { measureCrashFailover, measureShareDrain, measureStartup } from './scale-out';
 import { measureThroughput } from './throughput';
 
 const MEASUREMENTS = [
@@ -35,6 +35,7 @@ const MEASUREMENTS = [
   'cpu',
   'startup',
   'crash-failover',
+  'share-drain',
 ] as const;
 type Measurement = (typeof MEASUREMENTS)[number];
 
@@ -89,7 +90,7 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover]\n' +
+        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain]\n' +
           '                        [--out dir]\n' +
           '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
@@ -206,6 +207,7 @@ async function main(): Promise<number> {
       cpu: measureCpu,
       startup: measureStartup,
       'crash-failover': measureCrashFailover,
+      'share-drain': measureShareDrain,
     };
     for (const name of args.only) {
       const measureStarted = Date.now();

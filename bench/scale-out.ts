@@ -7,8 +7,10 @@
  * - `crash-failover`: two worker processes, four busy shards; a worker holding shards is SIGKILLed every 5–8 s (seeded)
  *   and restarted at once; per kill, the time until each shard it held delivers again, and the timeouts that wait was.
  *
- * Each section is a function of its own taking the bench context (wired into bench/run.ts by name), so the later ones
- * (share time, drain time) slot in beside them.
+ * - `share-drain`: a third worker joins two that hold a busy 16-shard stream: time until it has its share and the fleet
+ *   is balanced; then a worker is stopped (SIGTERM): time until it exits and its shards deliver elsewhere; duplicates.
+ *
+ * Each section is a function of its own taking the bench context (wired into bench/run.ts by name).
  */
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -22,6 +24,7 @@ import type { BenchContext } from './lib/context';
 import { lastWorkflowWorker, replayAfter, timelineBetween, timeoutsBetween, type TimeoutEvent } from './lib/history';
 import { createStream, deleteStream, RateProducer, uniqueName } from './lib/kinesis';
 import { startShardConsumer, STOP_TIMEOUT_MS, stopOrTerminate } from './lib/shard-run';
+import { startStreamConsumer, stopStreamConsumer } from '../src/client/consumers';
 import { max, median, round } from './lib/stats';
 
 const { TaskQueueKind, TaskQueueType } = temporal.api.enums.v1;
@@ -382,4 +385,161 @@ export async function measureCrashFailover(context: BenchContext): Promise<Crash
     `p50 ${crash.p50Ms} ms, max ${crash.maxMs} ms over ${failoverMs.length} shard failovers of ${kills.length} kills`,
   );
   return crash;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// share-drain
+
+const SHARE_SHARDS = 16;
+const SHARE_RATE = 5;
+const SHARE_RECORD_BYTES = 200;
+
+export interface ShareDrainResult {
+  shards: number;
+  ratePerShard: number;
+  /** A third worker joins two that hold all the shards. */
+  join: {
+    readyMs: number;
+    /** Spawn → its first delivery, and → it has delivered ⌊S/3⌋ distinct shards (its share). */
+    firstShardMs: number;
+    shareMs: number;
+    share: number;
+    /** Spawn → no worker holds more than ⌈S/3⌉ + 1 (by where each shard last delivered). */
+    balancedMs: number;
+  };
+  /** SIGTERM of a worker holding shards. */
+  drain: {
+    held: number;
+    /** SIGTERM → the process has exited. */
+    exitMs: number;
+    /** SIGTERM → every shard it held delivers on another worker. */
+    movedMs: number;
+    /** SIGTERM → no worker above ⌈S/2⌉ + 1 again. */
+    balancedMs: number;
+  };
+  produced: number;
+  delivered: number;
+  /** Delivered − produced (every produced record delivered at least once): records delivered twice. */
+  duplicates: number;
+}
+
+/**
+ * How long a new worker takes to receive its share of a busy 16-shard stream, and how long a worker takes to drain
+ * (SIGTERM: every shard it holds handed over gracefully). Library workers in child processes under a stream consumer
+ * with placement on; records counted, so duplicates = delivered − produced.
+ */
+export async function measureShareDrain(context: BenchContext): Promise<ShareDrainResult> {
+  const log = (line: string) => context.log(`  share-drain: ${line}`);
+  const taskQueue = uniqueName('bench-share');
+  const { streamName, shards } = await createStream(context.kinesis, SHARE_SHARDS, 'bench-share');
+  const applicationName = uniqueName('app-share');
+  await context.createLeaseTable(defaultTableName(applicationName));
+  const batches: { worker: WorkerChild; shardId: string; at: number; records: number }[] = [];
+  const workers: WorkerChild[] = [];
+  const startWorker = async () => {
+    const worker = await context.startWorker({ name: 'share-worker', processorMode: 'count', taskQueue });
+    worker.onMessage((message) => {
+      if (message.type === 'batch' && message.applicationName === applicationName && message.records > 0) {
+        batches.push({ worker, shardId: message.shardId, at: message.at, records: message.records });
+      }
+    });
+    workers.push(worker);
+    return worker;
+  };
+  /** Where each shard last delivered (since `since`). */
+  const holders = (since: number) => {
+    const held = new Map<string, WorkerChild>();
+    for (const batch of batches) if (batch.at >= since) held.set(batch.shardId, batch.worker);
+    return held;
+  };
+  const worst = (since: number) => {
+    const counts = new Map<WorkerChild, number>();
+    for (const worker of holders(since).values()) counts.set(worker, (counts.get(worker) ?? 0) + 1);
+    return Math.max(0, ...counts.values());
+  };
+  const until = async (what: string, predicate: () => boolean, timeoutMs = 120_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`share-drain: ${what} not within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const producer = new RateProducer(context.kinesis, streamName, shards, SHARE_RATE, SHARE_RECORD_BYTES);
+  let join: ShareDrainResult['join'];
+  let drain: ShareDrainResult['drain'];
+  try {
+    await Promise.all([startWorker(), startWorker()]);
+    producer.start();
+    await startStreamConsumer(context.client, {
+      applicationName,
+      streamName,
+      taskQueue,
+      processor: 'bench',
+      shardOptions: { initialPosition: 'TRIM_HORIZON' },
+    });
+    const settledFrom = Date.now();
+    await until('every shard delivering on two workers', () => holders(settledFrom).size === SHARE_SHARDS);
+    await new Promise((r) => setTimeout(r, 5_000));
+
+    // A third worker joins.
+    const spawned = Date.now();
+    const newcomer = await startWorker();
+    const readyMs = Date.now() - spawned;
+    const share = Math.floor(SHARE_SHARDS / 3);
+    const onNewcomer = () => new Set(batches.filter((b) => b.worker === newcomer).map((b) => b.shardId)).size;
+    await until('the new worker delivers', () => onNewcomer() > 0);
+    const firstShardMs = Date.now() - spawned;
+    await until(`the new worker delivers ${share} shards`, () => onNewcomer() >= share);
+    const shareMs = Date.now() - spawned;
+    // Balanced: judged on deliveries of the last 3 s (a quiet moment of a shard does not count as a move).
+    await until('balanced after the join', () => {
+      const recent = Date.now() - 3_000;
+      return holders(recent).size === SHARE_SHARDS && worst(recent) <= Math.ceil(SHARE_SHARDS / 3) + 1;
+    });
+    join = { readyMs, firstShardMs, shareMs, share, balancedMs: Date.now() - spawned };
+    log(`join: ready ${readyMs} ms, first shard ${firstShardMs} ms, ${share} shards ${shareMs} ms, balanced ${join.balancedMs} ms`);
+    await new Promise((r) => setTimeout(r, 5_000));
+
+    // A worker holding shards drains.
+    const now = Date.now();
+    const victim = workers.find((w) => w !== newcomer && [...holders(now - 3_000).values()].includes(w))!;
+    const held = [...holders(now - 3_000)].filter(([, w]) => w === victim).map(([shardId]) => shardId);
+    const termAt = Date.now();
+    const exited = victim.stop(30_000).then(() => Date.now() - termAt);
+    await until('every drained shard delivers elsewhere', () =>
+      held.every((shardId) => batches.some((b) => b.shardId === shardId && b.at > termAt && b.worker !== victim)),
+    );
+    const movedMs = Date.now() - termAt;
+    const exitMs = await exited;
+    workers.splice(workers.indexOf(victim), 1);
+    await until('balanced after the drain', () => {
+      const recent = Date.now() - 3_000;
+      const onVictim = [...holders(recent).values()].includes(victim);
+      return !onVictim && holders(recent).size === SHARE_SHARDS && worst(recent) <= Math.ceil(SHARE_SHARDS / 2) + 1;
+    });
+    drain = { held: held.length, exitMs, movedMs, balancedMs: Date.now() - termAt };
+    log(`drain of ${held.length} shards: exit ${exitMs} ms, all moved ${movedMs} ms, balanced ${drain.balancedMs} ms`);
+  } finally {
+    await producer.stop();
+  }
+  const delivered = () => batches.reduce((sum, b) => sum + b.records, 0);
+  await until('every produced record delivered', () => delivered() >= producer.produced, 120_000).catch(
+    (error: unknown) => log(String(error)),
+  );
+  await stopStreamConsumer(context.client, { applicationName, streamName, wait: true }).catch((error: unknown) =>
+    log(`stop: ${String(error)}`),
+  );
+  await Promise.all(workers.map((worker) => worker.stop()));
+  await deleteStream(context.kinesis, streamName);
+  const result: ShareDrainResult = {
+    shards: SHARE_SHARDS,
+    ratePerShard: SHARE_RATE,
+    join,
+    drain,
+    produced: producer.produced,
+    delivered: delivered(),
+    duplicates: delivered() - producer.produced,
+  };
+  log(`${result.produced} records produced, ${result.delivered} delivered: ${result.duplicates} duplicates`);
+  return result;
 }

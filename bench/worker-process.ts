@@ -100,12 +100,12 @@ async function main(): Promise<void> {
     ...(config.stickyQueueScheduleToStartTimeoutMs !== undefined
       ? { stickyQueueScheduleToStartTimeoutMs: config.stickyQueueScheduleToStartTimeoutMs }
       : {}),
-    shutdownGraceTimeMs: 2_000,
+    // The default shutdownGraceTimeMs (20 s): a SIGTERM hands the shards over as in production (share-drain measures it).
   });
   stop = () => {
     void worker.shutdown();
     // Never linger: a shutdown that takes too long ends with the process.
-    setTimeout(() => process.exit(0), 5_000).unref();
+    setTimeout(() => process.exit(0), 25_000).unref();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -1,7 +1,7 @@
 /**
  * The markdown of the scale-out measurements (issue 10): worker start-up, and failover under repeated crashes.
  */
-import type { CrashFailoverResult, StartupResult } from '../scale-out';
+import type { CrashFailoverResult, ShareDrainResult, StartupResult } from '../scale-out';
 
 function table(header: string[], rows: (string | number)[][]): string {
   return [
@@ -76,6 +76,30 @@ export function renderCrashFailover(crash: CrashFailoverResult): string[] {
         k.restartReadyMs,
       ]),
     ),
+    '',
+  ];
+}
+
+export function renderShareDrain(r: ShareDrainResult): string[] {
+  return [
+    '## 8c. A worker joins, a worker drains',
+    '',
+    `${r.shards} shards at ${r.ratePerShard} records/s each under a stream consumer (placement on), library workers in child processes. A third worker joins two that hold every shard; then a worker holding shards gets SIGTERM (default shutdownGraceTimeMs). Records counted: duplicates = delivered − produced.`,
+    '',
+    table(
+      ['', 'ms'],
+      [
+        ['join: spawn → ready', r.join.readyMs],
+        ['join: spawn → first delivery on the new worker', r.join.firstShardMs],
+        [`join: spawn → the new worker delivered ${r.join.share} shards (its share)`, r.join.shareMs],
+        ['join: spawn → no worker above ⌈S/3⌉ + 1', r.join.balancedMs],
+        [`drain (${r.drain.held} shards): SIGTERM → exit`, r.drain.exitMs],
+        ['drain: SIGTERM → every drained shard delivers elsewhere', r.drain.movedMs],
+        ['drain: SIGTERM → no worker above ⌈S/2⌉ + 1', r.drain.balancedMs],
+      ],
+    ),
+    '',
+    `${r.produced} records produced, ${r.delivered} delivered: **${r.duplicates} duplicates**.`,
     '',
   ];
 }

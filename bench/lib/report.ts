@@ -8,10 +8,10 @@ import type { CpuResult } from '../cpu';
 import type { FailoverResult } from '../failover';
 import type { LatencyResult } from '../latency';
 import type { ScalePoint } from '../scale';
-import type { CrashFailoverResult, StartupResult } from '../scale-out';
+import type { CrashFailoverResult, ShareDrainResult, StartupResult } from '../scale-out';
 import type { ThroughputResult } from '../throughput';
 import { renderActions, renderCpu } from './report-actions';
-import { renderCrashFailover, renderStartup } from './report-scale-out';
+import { renderCrashFailover, renderShareDrain, renderStartup } from './report-scale-out';
 
 export interface MachineInfo {
   cores: number;
@@ -38,6 +38,7 @@ export interface BenchReport {
   cpu?: CpuResult;
   startup?: StartupResult;
   'crash-failover'?: CrashFailoverResult;
+  'share-drain'?: ShareDrainResult;
   failures: { measurement: string; error: string }[];
 }
 
@@ -307,6 +308,7 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.cpu) out.push(...renderCpu(report.cpu));
   if (report.startup) out.push(...renderStartup(report.startup));
   if (report['crash-failover']) out.push(...renderCrashFailover(report['crash-failover']));
+  if (report['share-drain']) out.push(...renderShareDrain(report['share-drain']));
 
   if (report.failures.length > 0) {
     out.push('## Failures', '', ...report.failures.map((f) => `- ${f.measurement}: \`${f.error.split('\n')[0]}\``), '');
