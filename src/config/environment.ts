@@ -26,6 +26,10 @@ export const ENVIRONMENT_VARIABLES = {
     description: 'Port of the worker health endpoints (/healthz liveness, /readyz readiness)',
     default: undefined,
   },
+  TEMPORAL_KCL_MAX_SHARDS: {
+    description: 'Most shards one worker holds (1-10000); shards no worker has room for wait in WAITING_FOR_WORKER',
+    default: undefined,
+  },
   TEMPORAL_KCL_CODEC_KEY: {
     description: 'AES-256 key (base64 or hex) that turns on the payload codec (gzip + AES-GCM) for workflow payloads',
     default: undefined,
