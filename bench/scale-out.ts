@@ -16,7 +16,8 @@ import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { defaultTableName, shardConsumerWorkflowId, workerTaskQueue } from '../src/ids';
+import { defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId, workerTaskQueue } from '../src/ids';
+import { streamProgressQuery } from '../src/workflows/stream-consumer';
 import { seededRandom } from '../test/helpers/keyed-producer';
 import type { WorkerChild } from './lib/children';
 import { type CliMode, CliWorkerChild, workerCommandLine } from './lib/cli-worker-child';
@@ -400,12 +401,14 @@ export interface ShareDrainResult {
   /** A third worker joins two that hold all the shards. */
   join: {
     readyMs: number;
-    /** Spawn → its first delivery, and → it has delivered ⌊S/3⌋ distinct shards (its share). */
+    /** Spawn → its first delivery, and → it delivers on every shard it holds once balanced (`share` of them). */
     firstShardMs: number;
     shareMs: number;
     share: number;
     /** Spawn → no worker holds more than ⌈S/3⌉ + 1 (by where each shard last delivered). */
     balancedMs: number;
+    /** Spawn → the most and fewest shards on a worker are at most 2 apart (count balance settled). */
+    evenMs: number;
   };
   /** SIGTERM of a worker holding shards. */
   drain: {
@@ -485,19 +488,39 @@ export async function measureShareDrain(context: BenchContext): Promise<ShareDra
     const spawned = Date.now();
     const newcomer = await startWorker();
     const readyMs = Date.now() - spawned;
-    const share = Math.floor(SHARE_SHARDS / 3);
     const onNewcomer = () => new Set(batches.filter((b) => b.worker === newcomer).map((b) => b.shardId)).size;
     await until('the new worker delivers', () => onNewcomer() > 0);
     const firstShardMs = Date.now() - spawned;
-    await until(`the new worker delivers ${share} shards`, () => onNewcomer() >= share);
-    const shareMs = Date.now() - spawned;
     // Balanced: judged on deliveries of the last 3 s (a quiet moment of a shard does not count as a move).
     await until('balanced after the join', () => {
       const recent = Date.now() - 3_000;
       return holders(recent).size === SHARE_SHARDS && worst(recent) <= Math.ceil(SHARE_SHARDS / 3) + 1;
+    }).catch(async (error: unknown) => {
+      // What the coordinator saw, for the failure report.
+      const progress = await context.client.workflow
+        .getHandle(streamConsumerWorkflowId(applicationName, streamName))
+        .query(streamProgressQuery)
+        .then((p) => p.workers, String);
+      log(`the coordinator's view of the workers: ${JSON.stringify(progress)}`);
+      throw error;
     });
-    join = { readyMs, firstShardMs, shareMs, share, balancedMs: Date.now() - spawned };
-    log(`join: ready ${readyMs} ms, first shard ${firstShardMs} ms, ${share} shards ${shareMs} ms, balanced ${join.balancedMs} ms`);
+    const balancedMs = Date.now() - spawned;
+    // Even: the planner's count balance settled (most and fewest shards on a worker at most 2 apart).
+    await until('even after the join', () => {
+      const counts = new Map<WorkerChild, number>();
+      for (const worker of holders(Date.now() - 3_000).values()) counts.set(worker, (counts.get(worker) ?? 0) + 1);
+      return counts.size === 3 && Math.max(...counts.values()) - Math.min(...counts.values()) <= 2;
+    });
+    const evenMs = Date.now() - spawned;
+    // Its share: the shards it holds once balanced; the time of its first delivery on the last of them.
+    const mine = [...holders(Date.now() - 3_000)].filter(([, w]) => w === newcomer).map(([shardId]) => shardId);
+    const firstOn = mine.map((shardId) => batches.find((b) => b.worker === newcomer && b.shardId === shardId)!.at);
+    const share = mine.length;
+    const shareMs = Math.max(...firstOn) - spawned;
+    join = { readyMs, firstShardMs, shareMs, share, balancedMs, evenMs };
+    log(
+      `join: ready ${readyMs} ms, first shard ${firstShardMs} ms, bound ${balancedMs} ms, even ${evenMs} ms, its ${share} shards ${shareMs} ms`,
+    );
     await new Promise((r) => setTimeout(r, 5_000));
 
     // A worker holding shards drains.

@@ -91,8 +91,9 @@ export function renderShareDrain(r: ShareDrainResult): string[] {
       [
         ['join: spawn → ready', r.join.readyMs],
         ['join: spawn → first delivery on the new worker', r.join.firstShardMs],
-        [`join: spawn → the new worker delivered ${r.join.share} shards (its share)`, r.join.shareMs],
+        [`join: spawn → the new worker delivers its share (${r.join.share} shards)`, r.join.shareMs],
         ['join: spawn → no worker above ⌈S/3⌉ + 1', r.join.balancedMs],
+        ['join: spawn → most and fewest shards per worker at most 2 apart', r.join.evenMs],
         [`drain (${r.drain.held} shards): SIGTERM → exit`, r.drain.exitMs],
         ['drain: SIGTERM → every drained shard delivers elsewhere', r.drain.movedMs],
         ['drain: SIGTERM → no worker above ⌈S/2⌉ + 1', r.drain.balancedMs],
