@@ -8,17 +8,13 @@
  * `initialize` and `shutdown` with its process id), and cross-checked with `temporal-kcl status --output json`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
-import {
-  APPEND_FILE_VARIABLE,
-  type AppendedEvent,
-  type AppendedLine,
-  type AppendedRecord,
-} from '../fixtures/file-appending-processor';
+import { APPEND_FILE_VARIABLE } from '../fixtures/file-appending-processor';
+import { isEvent, isRecord, readLines } from '../helpers/appended-lines';
 import { cliEnvironment, type CliProcess, killAllCliProcesses, runCli, spawnCli } from '../helpers/cli';
 import { createStream, kclTestContext, type KclTestContext, putRecords } from '../helpers/kcl';
 import { uniqueName } from '../helpers/stack';
@@ -29,15 +25,6 @@ const SHARDS = 16;
 const BALANCE_WITHIN_MS = 30_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function readLines(file: string): AppendedLine[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as AppendedLine);
-}
-const isRecord = (line: AppendedLine): line is AppendedRecord => !('event' in line);
-const isEvent = (line: AppendedLine): line is AppendedEvent => 'event' in line;
 
 /** Who holds each shard's processor: the process whose `initialize` was the shard's last lifecycle event. */
 function holders(file: string): Map<string, number> {

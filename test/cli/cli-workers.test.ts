@@ -5,17 +5,13 @@
  * The processor is a user module (test/fixtures/file-appending-processor.ts) that appends what it sees to a file.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
-import {
-  APPEND_FILE_VARIABLE,
-  type AppendedEvent,
-  type AppendedLine,
-  type AppendedRecord,
-} from '../fixtures/file-appending-processor';
+import { APPEND_FILE_VARIABLE } from '../fixtures/file-appending-processor';
+import { isEvent, isRecord, readLines } from '../helpers/appended-lines';
 import { cliEnvironment, type CliProcess, killAllCliProcesses, spawnCli } from '../helpers/cli';
 import { createStream, kclTestContext, type KclTestContext, putRecords } from '../helpers/kcl';
 import { uniqueName } from '../helpers/stack';
@@ -27,15 +23,6 @@ const MAX_RECORDS = 10;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function readLines(file: string): AppendedLine[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as AppendedLine);
-}
-const isRecord = (line: AppendedLine): line is AppendedRecord => !('event' in line);
-const isEvent = (line: AppendedLine): line is AppendedEvent => 'event' in line;
 
 async function until(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
