@@ -31,7 +31,7 @@ export const FLEET_POLL_INTERVAL_MS = 2_000;
 /** How often `watchFleet` scans the lease table. */
 export const FLEET_SCAN_INTERVAL_MS = 5_000;
 /** How often `watchFleet` heartbeats (each heartbeat that reaches the server is a billed action). */
-export const FLEET_HEARTBEAT_INTERVAL_MS = 20_000;
+export const FLEET_HEARTBEAT_INTERVAL_MS = 60_000;
 export interface FleetActivityDeps {
   /** Temporal client (DescribeTaskQueue). */
   client?: Client;

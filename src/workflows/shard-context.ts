@@ -6,7 +6,9 @@ import {
   ActivityFailure,
   ApplicationFailure,
   condition,
+  getExternalWorkflowHandle,
   log,
+  patched,
   TimeoutFailure,
   upsertSearchAttributes,
   workflowInfo,
@@ -26,6 +28,7 @@ import {
   targetedInitializeActivities,
 } from './shard-activities';
 import { renderDetails } from './shard-details';
+import { workerLostSignal } from './stream-consumer-signals';
 
 export interface ShardConsumerInput {
   applicationName: string;
@@ -107,6 +110,8 @@ export class ShardContext {
   move: MoveShard | undefined;
   /** The pinned worker is stopping: hand the shard over at the next batch boundary. */
   leaving: 'DRAINING' | undefined;
+  /** The worker the shard just failed over from: the stream consumer is told at the next pin. */
+  lostWorker: string | undefined;
   /** The last placement attempt found every worker full: the shard waits (WAITING_FOR_WORKER) with no pin. */
   unplaced = false;
   parentShardIds: string[];
@@ -215,6 +220,14 @@ export class ShardContext {
   async pin(): Promise<Pin> {
     const c = this.c;
     if (c.pin) return c.pin;
+    // (`patched`: runs recorded before this signal existed replay without it.)
+    if (this.lostWorker && this.input.streamWorkflowId && patched('report-lost-worker')) {
+      // Not awaited: the signal goes out with the next command, and the failover does not wait for it.
+      void getExternalWorkflowHandle(this.input.streamWorkflowId)
+        .signal(workerLostSignal, { workerQueue: this.lostWorker })
+        .catch((error: unknown) => log.warn('could not tell the stream consumer', { error: String(error) }));
+    }
+    this.lostWorker = undefined;
     let waitMs = WAIT_FOR_WORKER_FIRST_MS;
     let resumeState: ConsumerState | undefined;
     for (;;) {
@@ -305,6 +318,7 @@ export class ShardContext {
   unpin(why: string): void {
     const c = this.c;
     this.leaving = undefined;
+    if (c.pin) this.lostWorker = c.pin.workerQueue;
     log.warn('moving shard to another worker', { shardId: this.ref.shardId, why, from: c.pin?.workerQueue });
     c.pin = undefined;
     c.counters.workerMoves++;

@@ -21,8 +21,8 @@ export async function handOff(ctx: ShardContext): Promise<'MOVED' | 'ZOMBIE'> {
   const why = ctx.leaving ?? ctx.move?.reason ?? 'BALANCE';
   if (!p) return 'MOVED';
   if (why === 'DRAINING' && ctx.input.streamWorkflowId) {
-    // Placement must stop choosing the stopping worker at once (one signal per shard drained).
-    await getExternalWorkflowHandle(ctx.input.streamWorkflowId)
+    // Placement must stop choosing the stopping worker at once (one signal per shard drained; not awaited).
+    void getExternalWorkflowHandle(ctx.input.streamWorkflowId)
       .signal(workerLeavingSignal, { workerQueue: p.workerQueue })
       .catch((error: unknown) => log.warn('could not tell the stream consumer', { error: String(error) }));
   }

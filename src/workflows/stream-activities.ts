@@ -30,7 +30,9 @@ export function streamActivities(heartbeatTimeoutMs: number) {
 export function fleetActivities(maxWaitMs: number) {
   return proxyActivities<Activities>({
     startToCloseTimeout: maxWaitMs + 60_000,
-    heartbeatTimeout: '30s',
+    // Heartbeats are billed actions: one a minute. A watch on a worker that died is noticed after 90 s, or at once when
+    // a shard fails over from that worker (the stream consumer then starts the watch again).
+    heartbeatTimeout: '90s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '60s' },
   });
 }

@@ -15,3 +15,9 @@ export const shardEndedSignal = defineSignal<[ShardEnded]>('shardEnded');
  * more shards. Its polls may look fresh for up to a minute, so placement would otherwise keep choosing it.
  */
 export const workerLeavingSignal = defineSignal<[{ workerQueue: string }]>('workerLeaving');
+
+/**
+ * A shard consumer failed its shard over from a worker that stopped answering (a heartbeat or schedule-to-start
+ * timeout): placement starts its fleet watch again, in case that worker ran it.
+ */
+export const workerLostSignal = defineSignal<[{ workerQueue: string }]>('workerLost');

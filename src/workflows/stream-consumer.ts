@@ -44,7 +44,7 @@ import {
   isWorkflowNotFound,
   restartDelayMs,
 } from './shard-restarts';
-import { shardEndedSignal, workerLeavingSignal } from './stream-consumer-signals';
+import { shardEndedSignal, workerLeavingSignal, workerLostSignal } from './stream-consumer-signals';
 import { Placement } from './stream-placement';
 
 /**
@@ -319,6 +319,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
   });
   setHandler(shardEndedSignal, (ended) => onShardEnded(ended.shardId, ended.reason, undefined, ended.childShards));
   setHandler(workerLeavingSignal, ({ workerQueue }) => placement.workerLeaving(workerQueue));
+  setHandler(workerLostSignal, ({ workerQueue }) => placement.workerLost(workerQueue));
   setHandler(streamProgressQuery, (): StreamProgress => ({
     applicationName,
     streamName,

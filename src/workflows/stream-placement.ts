@@ -70,6 +70,11 @@ export class Placement {
   private view?: FleetView;
   private summary?: FleetSummary;
   private scope?: CancellationScope;
+  /** The running watch call, and whether it is being restarted. */
+  private call?: CancellationScope;
+  private restarting = false;
+  /** Workers shards failed over from (each restarts the watch once). */
+  private readonly lost = new Set<string>();
   private loop?: Promise<void>;
   private enabled = false;
   /** The last round planned the most moves a round may: more may be due. */
@@ -92,6 +97,24 @@ export class Placement {
     if (next === this.state) return;
     log.info('placement: worker leaving', { worker: workerQueue });
     this.state = next;
+    this.restartWatch();
+  }
+
+  /**
+   * A shard failed over from a worker that stopped answering (maybe dead, maybe slow: not marked). The watch starts
+   * again, in case it ran there.
+   */
+  workerLost(workerQueue: string): void {
+    if (this.lost.has(workerQueue)) return;
+    this.lost.add(workerQueue);
+    log.info('placement: a shard failed over from a worker', { worker: workerQueue });
+    this.restartWatch();
+  }
+
+  private restartWatch(): void {
+    if (!this.call || this.restarting) return;
+    this.restarting = true;
+    this.call.cancel();
   }
 
   /** Starts the watch loop (again after `stop`); the first watch returns the current view at once. */
@@ -129,16 +152,26 @@ export class Placement {
     for (;;) {
       const streamIdentifier = this.host.streamIdentifier();
       let view: FleetView;
+      // Each watch in a scope of its own: a worker reported lost or leaving restarts it at once (it may have run on that
+      // worker; its sparse heartbeats would take up to a minute and a half to tell).
+      const call = new CancellationScope({ cancellable: true });
+      this.call = call;
       try {
-        view = await this.activities.watchFleet({
-          taskQueue: this.host.taskQueue,
-          tableName: this.host.tableName,
-          ...(streamIdentifier ? { streamIdentifier } : {}),
-          ...(this.view ? { known: this.view } : {}),
-          maxWaitMs: this.followUp && this.view ? Math.min(FOLLOW_UP_WAIT_MS, this.maxWaitMs) : this.maxWaitMs,
-        });
+        view = await call.run(() =>
+          this.activities.watchFleet({
+            taskQueue: this.host.taskQueue,
+            tableName: this.host.tableName,
+            ...(streamIdentifier ? { streamIdentifier } : {}),
+            ...(this.view ? { known: this.view } : {}),
+            maxWaitMs: this.followUp && this.view ? Math.min(FOLLOW_UP_WAIT_MS, this.maxWaitMs) : this.maxWaitMs,
+          }),
+        );
         failures = 0;
       } catch (error) {
+        if (isCancellation(error) && this.restarting && !this.scope?.consideredCancelled) {
+          this.restarting = false;
+          continue;
+        }
         if (isCancellation(error)) throw error;
         failures++;
         log.warn('placement: watching the fleet failed; trying again', { error: String(error), failures });

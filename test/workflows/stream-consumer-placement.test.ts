@@ -28,6 +28,7 @@ import { workflowBundle } from '../helpers/bundle';
 import { uniqueName } from '../helpers/stack';
 import { createTimeSkippingEnv } from '../helpers/temporal-servers';
 import { movesQuery } from '../fixtures/placement-workflows';
+import { workerLeavingSignal, workerLostSignal } from '../../src/workflows/stream-consumer-signals';
 
 const WORKFLOWS = join(__dirname, '..', 'fixtures', 'placement-workflows.ts');
 const SHARDS = ['shardId-000000000000', 'shardId-000000000001', 'shardId-000000000002', 'shardId-000000000003'];
@@ -42,6 +43,8 @@ type StubbedActivities = Pick<
 class FleetScript {
   readonly layouts: (string | undefined)[][] = [];
   readonly workers: string[][] = [];
+  /** Workers of each layout that stopped polling (their last poll 10 s before the view). */
+  readonly quiet: string[][] = [];
   /** Every watch: its input and the index of the layout it returned (-1: cancelled). */
   readonly calls: { input: WatchFleetInput; served: number }[] = [];
   private next = 0;
@@ -52,8 +55,9 @@ class FleetScript {
     return `${this.taskQueue}@${name}`;
   }
 
-  push(workers: string[], layout: (string | undefined)[]): number {
+  push(workers: string[], layout: (string | undefined)[], quiet: string[] = []): number {
     this.workers.push(workers);
+    this.quiet.push(quiet);
     this.layouts.push(layout);
     return this.layouts.length - 1;
   }
@@ -65,7 +69,7 @@ class FleetScript {
       workers: this.workers[i]!.map((name) => ({
         workerQueue: this.queueOf(name),
         identity: name,
-        lastAccessTime: now,
+        lastAccessTime: this.quiet[i]!.includes(name) ? now - 10_000 : now,
       })),
       shards: SHARDS.map((shardId, s) => {
         const name = this.layouts[i]![s];
@@ -292,6 +296,35 @@ describe('stream consumer: placement', () => {
         });
         // (The stop path is the first test's; here a stop would wait out the cancelled watch's throttled heartbeat.)
         await handle.terminate('test done');
+      },
+    );
+  });
+
+  test('a worker lost or leaving restarts the waiting watch at once', async () => {
+    await withCoordinator(
+      'restart-watch',
+      {},
+      (script) => {
+        // Balanced already: the second watch waits (for a change, up to 120 s).
+        script.push(['a', 'b'], ['a', 'a', 'b', 'b']);
+      },
+      async ({ script, handle }) => {
+        await until('a watch waiting', () => script.calls.length === 2);
+        // A shard failed over from b: the waiting watch is cancelled and a new one started.
+        await handle.signal(workerLostSignal, { workerQueue: script.queueOf('b') });
+        await until('the watch started again', () => script.calls.length === 3, 10_000);
+        assert.equal(script.calls[1]!.served, -1, 'the waiting watch was cancelled');
+        // The same worker again: already known lost, no second restart.
+        await handle.signal(workerLostSignal, { workerQueue: script.queueOf('b') });
+        await sleep(1_000);
+        assert.equal(script.calls.length, 3);
+        // b is leaving (its shards handed over): the watch starts again too. (That b then gets nothing: the planner's
+        // unit test, test/unit/placement.test.ts.)
+        await handle.signal(workerLeavingSignal, { workerQueue: script.queueOf('b') });
+        await until('the watch started again after the leaving', () => script.calls.length === 4, 10_000);
+        assert.equal(script.calls[2]!.served, -1);
+        await handle.signal(stopSignal);
+        await handle.result();
       },
     );
   });
