@@ -4,10 +4,11 @@
  * Every child is killed when the test calls {@link killAllWorkerProcesses}, and at the latest when this process exits.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { WorkerProcessConfig, WorkerProcessLine } from '../fixtures/worker-process';
 import type { KclTestContext } from './kcl';
+import { liveGroupMembers, signalGroup } from './process-group';
 
 const root = resolve(__dirname, '..', '..');
 const live = new Set<ChildProcess>();
@@ -145,33 +146,3 @@ export async function killAllWorkerProcesses(): Promise<void> {
   );
 }
 
-/** Signals the child's process group (it leads one: spawned detached); the child alone if the group is gone. */
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  try {
-    if (child.pid !== undefined) {
-      process.kill(-child.pid, signal);
-      return;
-    }
-  } catch {
-    // No such group (already reaped): fall back to the child itself.
-  }
-  child.kill(signal);
-}
-
-/** The processes of group `pgid` that are not zombies (from /proc; `signal 0` would count zombies too). */
-function liveGroupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(entry));
-  }
-  return members;
-}
