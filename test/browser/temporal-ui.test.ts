@@ -130,9 +130,12 @@ async function inspectTemporalUi(context: DemoContext): Promise<UiObservations> 
     const listed = await openListUntilShown(page, context.uiLink, workflowIds);
     await page.screenshot({ path: LIST_SCREENSHOT, fullPage: true });
 
-    // Open the first shard's consumer the way a user would: its link in the list, then the User Metadata tab.
+    // Open the first shard's consumer the way a user would: its link in the list, then the User Metadata tab. The
+    // static summary and details are the run's the stream consumer started: a run continued as new has none (Temporal
+    // does not carry them over; the current details, on every run, show the position). The list shows the newest run
+    // first, so the oldest row is that run.
     const workflowId = shardConsumerWorkflowId(context.applicationName, context.streamName, 'shardId-000000000000');
-    await page.getByRole('link', { name: workflowId, exact: true }).first().click();
+    await page.getByRole('link', { name: workflowId, exact: true }).last().click();
     await page.waitForURL((url) => url.pathname.includes(encodeURIComponent(workflowId)));
     await page
       .getByRole('tab', { name: 'User Metadata' })
