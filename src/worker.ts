@@ -244,6 +244,10 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
       taskQueue,
       identity,
       ...(await workflowCode(options.workflowBundle)),
+      // Local activities (a workflow's own checkpoint write) run on the worker that runs the workflow; this one polls
+      // no activity tasks (the shared activities worker does).
+      activities,
+      enableNonLocalActivities: false,
       stickyQueueScheduleToStartTimeout,
       shutdownGraceTime,
       ...dataConverter,

@@ -319,9 +319,18 @@ describe('security: what never leaks', () => {
       for (const { payload } of payloads)
         byEncoding.set(encodingOf(payload), (byEncoding.get(encodingOf(payload)) ?? 0) + 1);
       // A local activity's marker carries the SDK's own bookkeeping (seq, attempt, activity type, times) as plain JSON in
-      // `details.data`; its result is in `details.result`, encrypted like every other payload.
-      const bookkeeping = ({ path }: { path: string }) =>
-        path.startsWith('markerRecordedEventAttributes.details.data.');
+      // `details.data`; its result is in `details.result`, encrypted like every other payload. A `patched()` marker
+      // carries the patch id (a constant of the workflow code, e.g. "placement") and a deprecation flag in
+      // `details.patch-data`, written by the SDK itself without the codec: only known patch ids count as bookkeeping.
+      const PATCH_IDS = ['placement', 'report-lost-worker'];
+      const patchIdOf = (payload: temporal.api.common.v1.IPayload): string => {
+        const data = JSON.parse(Buffer.from(payload.data ?? []).toString()) as Record<string, unknown>;
+        const id = data.id ?? data.patchId ?? data.patch_id;
+        return typeof id === 'string' ? id : '';
+      };
+      const bookkeeping = ({ path, payload }: { path: string; payload: temporal.api.common.v1.IPayload }) =>
+        path.startsWith('markerRecordedEventAttributes.details.data.') ||
+        (path.startsWith('markerRecordedEventAttributes.details.patch-data.') && PATCH_IDS.includes(patchIdOf(payload)));
       const clear = payloads.filter(
         (found) => !bookkeeping(found) && encodingOf(found.payload) !== CODEC_ENCODING.encrypted,
       );
