@@ -70,6 +70,9 @@ export interface ShutdownProcessorInput {
   lastProcessed?: ExtendedSequenceNumber;
 }
 
+/** After a failed GetShardIterator at pin time, the pause before the workflow's own attempt (a retry's first interval). */
+const ITERATOR_FAULT_PAUSE_MS = 1_000;
+
 /** An iterator taken when a shard was pinned, and the position it is at. */
 export interface PinIterator {
   iterator: string;
@@ -172,6 +175,10 @@ export function createProcessorActivities({
     try {
       return { ...(await shardIterator(kinesis, ref, position)), position };
     } catch {
+      // The workflow asks for one itself next: not at once after a fault (retries keep their spacing).
+      const context = Context.current();
+      context.heartbeat();
+      await context.sleep(ITERATOR_FAULT_PAUSE_MS).catch(() => undefined);
       return undefined;
     }
   };
