@@ -63,6 +63,9 @@ interface RetryGap {
   floorMs: number;
 }
 
+/** The worker's load report to a lease item (src/activities/load-reporter.ts), told apart from checkpoint writes. */
+const isLoadReport = (call: ProxyCall): boolean => call.operation === 'UpdateItem' && call.request.includes('temporalKclReportedAt');
+
 /** For every failed call, the time until the same call is made again (same operation on the same shard, or same request). */
 function retryGaps(log: ProxyCall[]): { gaps: RetryGap[]; unretried: ProxyCall[] } {
   const gaps: RetryGap[] = [];
@@ -74,6 +77,8 @@ function retryGaps(log: ProxyCall[]): { gaps: RetryGap[]; unretried: ProxyCall[]
       .find(
         (later) =>
           later.operation === call.operation &&
+          // A worker's load report (an UpdateItem of its own, every 30 s) is not a retry of a checkpoint write.
+          isLoadReport(later) === isLoadReport(call) &&
           (call.shardId !== undefined ? later.shardId === call.shardId : later.request === call.request),
       );
     if (!again) {
