@@ -94,13 +94,16 @@ export async function startWorkerProcess(
     });
   });
 
-  const lines = (): WorkerProcessLine[] =>
-    existsSync(config.outputFile)
-      ? readFileSync(config.outputFile, 'utf8')
-          .split('\n')
-          .filter((line) => line.length > 0)
-          .map((line) => JSON.parse(line) as WorkerProcessLine)
-      : [];
+  const lines = (): WorkerProcessLine[] => {
+    if (!existsSync(config.outputFile)) return [];
+    const text = readFileSync(config.outputFile, 'utf8');
+    // Only whole lines: a write cut short by a SIGKILL (or still under way) has no newline yet, and counts as not written.
+    return text
+      .slice(0, text.lastIndexOf('\n') + 1)
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line) as WorkerProcessLine);
+  };
 
   return {
     pid: child.pid ?? -1,
