@@ -165,7 +165,12 @@ export function emptyPlacementState(): PlacementState {
 const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const sortedUnique = (ids: readonly string[]) => [...new Set(ids)].sort(byString);
 
-function isLive(worker: FleetWorker, now: number, livenessMs: number): boolean {
+/** The liveness rule: the worker polled the shared queue within `livenessMs` of `now` (the fleet watch and `status` use it too). */
+export function isLive(
+  worker: Pick<FleetWorker, 'lastAccessTime'>,
+  now: number,
+  livenessMs: number = DEFAULT_LIVENESS_MS,
+): boolean {
   return now - worker.lastAccessTime <= livenessMs;
 }
 

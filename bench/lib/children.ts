@@ -45,6 +45,28 @@ export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): boolea
 }
 
 /** Waits until no process of the group led by `pid` is left (a killed process is really gone); throws after 5 s. */
+const isAlive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/** Signals a child's process group, waits for the child's exit, and checks nothing of the group is left. */
+export async function killGroup(child: ChildProcess, exited: Promise<unknown>, signal: NodeJS.Signals): Promise<void> {
+  if (isAlive(child)) signalGroup(child, signal);
+  await exited;
+  await untilGroupGone(child.pid ?? -1);
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`, to a child's process group; resolves once the whole group is gone. */
+export async function stopGroup(child: ChildProcess, exited: Promise<unknown>, graceMs: number): Promise<void> {
+  if (isAlive(child)) {
+    signalGroup(child, 'SIGTERM');
+    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+  // Whatever the process started dies with it.
+  signalGroup(child, 'SIGKILL');
+  await untilGroupGone(child.pid ?? -1);
+}
+
 export async function untilGroupGone(pid: number, timeoutMs = 5_000): Promise<void> {
   if (pid <= 0) return; // never spawned
   const deadline = Date.now() + timeoutMs;
@@ -203,22 +225,12 @@ class BenchChild<In, Out extends { type: string }> {
 
   /** Sends a signal to the process group and waits for the process to exit and its group to be gone. */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.alive) signalGroup(this.child, signal);
-    await this.exited;
-    await untilGroupGone(this.pid);
+    await killGroup(this.child, this.exited, signal);
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs` (to the process group); waits until the group is gone. */
   async stop(graceMs = 8_000): Promise<void> {
-    if (this.alive) {
-      signalGroup(this.child, 'SIGTERM');
-      const timer = setTimeout(() => signalGroup(this.child, 'SIGKILL'), graceMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    // Whatever the process started dies with it.
-    signalGroup(this.child, 'SIGKILL');
-    await untilGroupGone(this.pid);
+    await stopGroup(this.child, this.exited, graceMs);
   }
 }
 

@@ -9,7 +9,7 @@ import { createWriteStream, mkdtempSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { RECORDS_FILE_VARIABLE } from '../../test/fixtures/file-recording-processor';
-import { signalGroup, trackChild, untilGroupGone } from './children';
+import { killGroup, stopGroup, trackChild } from './children';
 import type { StackEndpoints } from './protocol';
 
 const root = resolve(__dirname, '..', '..');
@@ -116,21 +116,12 @@ export class CliWorkerChild {
 
   /** Signals the process group, waits for the exit, and checks nothing of the group is left. */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.alive) signalGroup(this.child, signal);
-    await this.exited;
-    await untilGroupGone(this.pid);
+    await killGroup(this.child, this.exited, signal);
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the group is gone. */
   async stop(graceMs = 10_000): Promise<number | NodeJS.Signals | null> {
-    if (this.alive) {
-      signalGroup(this.child, 'SIGTERM');
-      const timer = setTimeout(() => signalGroup(this.child, 'SIGKILL'), graceMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    signalGroup(this.child, 'SIGKILL');
-    await untilGroupGone(this.pid);
+    await stopGroup(this.child, this.exited, graceMs);
     return this.exited;
   }
 }

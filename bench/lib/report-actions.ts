@@ -12,7 +12,8 @@ import {
 import type { CpuResult } from '../cpu';
 import { round } from './stats';
 
-function table(header: string[], rows: (string | number)[][]): string {
+/** A markdown table. */
+export function table(header: string[], rows: (string | number)[][]): string {
   return [
     `| ${header.join(' | ')} |`,
     `|${header.map(() => '---').join('|')}|`,

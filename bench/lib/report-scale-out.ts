@@ -2,14 +2,7 @@
  * The markdown of the scale-out measurements (issue 10): worker start-up, and failover under repeated crashes.
  */
 import type { CrashFailoverResult, ShareDrainResult, StartupResult } from '../scale-out';
-
-function table(header: string[], rows: (string | number)[][]): string {
-  return [
-    `| ${header.join(' | ')} |`,
-    `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((row) => `| ${row.join(' | ')} |`),
-  ].join('\n');
-}
+import { table } from './report-actions';
 
 /** `shardId-000000000003` → `3`. */
 const shortId = (shardId: string) => shardId.replace(/^shardId-0*(?=\d)/, '');

@@ -11,6 +11,7 @@ import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { CheckpointTable } from '../checkpoint/checkpoint-table';
+import { isLive } from '../placement';
 import { FailureType } from '../failure-types';
 import {
   DEFAULT_FLEET_WATCH_MAX_WAIT_MS,
@@ -24,8 +25,6 @@ import { workerTaskQueue } from '../ids';
 
 export type { WatchFleetInput };
 
-/** A worker whose last poll of the shared queue is older than this is not live (a long poll lasts up to 60 s). */
-export const FLEET_LIVENESS_MS = 70_000;
 /** How often `watchFleet` describes the shared task queue. */
 export const FLEET_POLL_INTERVAL_MS = 2_000;
 /** How often `watchFleet` scans the lease table. */
@@ -36,11 +35,6 @@ export interface FleetActivityDeps {
   /** Temporal client (DescribeTaskQueue). */
   client?: Client;
   dynamoDb: DynamoDBClient;
-}
-
-/** Whether the worker polled the shared queue within {@link FLEET_LIVENESS_MS} of `now`. */
-export function isLive(worker: FleetWorker, now: number): boolean {
-  return now - worker.lastAccessTime <= FLEET_LIVENESS_MS;
 }
 
 /** The workers polling the shared task queue (one entry per identity, newest poll). */

@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import { type StreamStatus, WAITING_FOR_WORKER } from '../client/consumers';
+import { isLive } from '../placement';
 import type { Lease } from '../checkpoint/lease-item';
 import type { FleetShard, FleetView } from '../fleet-types';
 import { type Checkpoint, formatPosition } from '../positions';
@@ -102,8 +103,6 @@ function rows(status: StreamStatus, fleet?: FleetView): ShardStatusRow[] {
   });
 }
 
-/** Liveness rule of the fleet view (fleet-activities.ts FLEET_LIVENESS_MS; not imported: the CLI keeps activities lazy). */
-const LIVENESS_MS = 70_000;
 
 /** One row per worker: every poller of the task queue, and any worker still named by a shard of this stream. */
 function workerRows(shardRows: ShardStatusRow[], fleet: FleetView | undefined): WorkerStatusRow[] {
@@ -118,7 +117,7 @@ function workerRows(shardRows: ShardStatusRow[], fleet: FleetView | undefined): 
   };
   for (const poller of fleet?.workers ?? []) {
     const found = row(poller.workerQueue);
-    found.live = fleet ? fleet.at - poller.lastAccessTime <= LIVENESS_MS : null;
+    found.live = fleet ? isLive(poller, fleet.at) : null;
     if (poller.maxShards !== undefined) found.maxShards = poller.maxShards;
   }
   for (const shard of shardRows) {

@@ -3,7 +3,6 @@
  * the few steps every phase takes (pinning the shard to a worker, moving it, the lease it writes with).
  */
 import {
-  ActivityFailure,
   ApplicationFailure,
   condition,
   getExternalWorkflowHandle,
@@ -28,6 +27,7 @@ import {
   targetedInitializeActivities,
 } from './shard-activities';
 import { renderDetails } from './shard-details';
+import { activityCause, failureMessage } from './shard-failures';
 import { workerLostSignal } from './stream-consumer-signals';
 
 export interface ShardConsumerInput {
@@ -79,7 +79,7 @@ const WAIT_FOR_WORKER_MAX_MS = 60_000;
 
 /** Why a pinned worker's call or a targeted initialize did not go through there: another worker must take the shard. */
 function workerRefused(error: unknown): boolean {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
+  const cause = activityCause(error);
   if (cause instanceof TimeoutFailure) return true;
   return (
     cause instanceof ApplicationFailure &&
@@ -92,7 +92,7 @@ function workerRefused(error: unknown): boolean {
 }
 
 function isWorkerFull(error: unknown): boolean {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
+  const cause = activityCause(error);
   return cause instanceof ApplicationFailure && cause.type === FailureType.WorkerFull;
 }
 
@@ -283,7 +283,7 @@ export class ShardContext {
       log.info('the chosen worker did not take the shard; any worker may', {
         shardId: this.ref.shardId,
         target: workerQueue,
-        error: error instanceof ActivityFailure ? String(error.cause?.message) : String(error),
+        error: failureMessage(error),
       });
       return undefined;
     }
@@ -317,14 +317,23 @@ export class ShardContext {
   /** The pinned worker is gone: the next instance resumes from the durable checkpoint, as a new KCL lease holder would. */
   unpin(why: string): void {
     const c = this.c;
-    this.leaving = undefined;
     if (c.pin) this.lostWorker = c.pin.workerQueue;
     log.warn('moving shard to another worker', { shardId: this.ref.shardId, why, from: c.pin?.workerQueue });
-    c.pin = undefined;
     c.counters.workerMoves++;
+    this.detach();
+  }
+
+  /**
+   * Leaves the pinned worker, keeping the lease (a failover, or a handoff once the old processor shut down): the next pin
+   * renews the lease, which fences the old worker out, and reading resumes from the durable checkpoint.
+   */
+  detach(): void {
+    const c = this.c;
+    c.pin = undefined;
     c.renewLease = true;
     Object.assign(c, resumeFromCheckpoint(c));
     c.iterator = undefined;
     c.quietReads = 0;
+    this.leaving = undefined;
   }
 }

@@ -6,7 +6,6 @@
  * lease — fencing out the old worker — and initializes a new processor at the checkpoint the old one wrote.
  */
 import { getExternalWorkflowHandle, log } from '@temporalio/workflow';
-import { resumeFromCheckpoint } from '../shard-cursor';
 import type { ShardContext } from './shard-context';
 import { classify, Failure, failureMessage } from './shard-failures';
 import { workerLeavingSignal } from './stream-consumer-signals';
@@ -60,13 +59,8 @@ export async function handOff(ctx: ShardContext): Promise<'MOVED' | 'ZOMBIE'> {
     }
   }
   // The workflow keeps the lease; the next pin renews it (the counter moves, so a straggler of the old pin is fenced).
-  c.pin = undefined;
-  c.renewLease = true;
   c.counters.handoffs = (c.counters.handoffs ?? 0) + 1;
-  Object.assign(c, resumeFromCheckpoint(c));
-  c.iterator = undefined;
-  c.quietReads = 0;
-  ctx.leaving = undefined;
+  ctx.detach();
   if (ctx.move?.to === p.workerQueue) ctx.move = undefined;
   ctx.showDetails();
   return 'MOVED';

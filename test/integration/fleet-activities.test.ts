@@ -7,12 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { CancelledFailure } from '@temporalio/common';
-import {
-  createFleetActivities,
-  describeFleet,
-  isLive,
-  type WatchFleetInput,
-} from '../../src/activities/fleet-activities';
+import { createFleetActivities, describeFleet, type WatchFleetInput } from '../../src/activities/fleet-activities';
+import { isLive } from '../../src/placement';
 import { startLoadReporter } from '../../src/activities/load-reporter';
 import { ProcessorHost } from '../../src/activities/processor-host';
 import { ShardLoadMeter } from '../../src/activities/shard-load';
