@@ -112,6 +112,8 @@ export class ShardContext {
   leaving: 'DRAINING' | undefined;
   /** The worker the shard just failed over from: the stream consumer is told at the next pin. */
   lostWorker: string | undefined;
+  /** Workers this run has told the stream consumer about. */
+  private readonly reportedLost = new Set<string>();
   /** The last placement attempt found every worker full: the shard waits (WAITING_FOR_WORKER) with no pin. */
   unplaced = false;
   parentShardIds: string[];
@@ -221,7 +223,14 @@ export class ShardContext {
     const c = this.c;
     if (c.pin) return c.pin;
     // (`patched`: runs recorded before this signal existed replay without it.)
-    if (this.lostWorker && this.input.streamWorkflowId && patched('report-lost-worker')) {
+    if (
+      this.lostWorker &&
+      !this.reportedLost.has(this.lostWorker) &&
+      this.input.streamWorkflowId &&
+      patched('report-lost-worker')
+    ) {
+      // Once per worker in a run: an overloaded worker whose shards fail over again and again is reported once.
+      this.reportedLost.add(this.lostWorker);
       // Not awaited: the signal goes out with the next command, and the failover does not wait for it.
       void getExternalWorkflowHandle(this.input.streamWorkflowId)
         .signal(workerLostSignal, { workerQueue: this.lostWorker })
