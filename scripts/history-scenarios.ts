@@ -6,6 +6,9 @@
  * Record data and partition keys all carry {@link RECORD_MARK}; the recorder refuses a history that contains it.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SplitShardCommand } from '@aws-sdk/client-kinesis';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { DeadLetterEntry } from '../src/activities';
@@ -25,6 +28,7 @@ import {
   testWorker,
   waitUntilActive,
 } from '../test/helpers/kcl';
+import { startWorkerProcess } from '../test/helpers/child-worker';
 import { RECORD_MARK } from '../test/helpers/histories';
 import { uniqueName } from '../test/helpers/stack';
 
@@ -306,7 +310,88 @@ function deadLetter(execution: Execution): Scenario {
   };
 }
 
+/**
+ * A run with the default `maxBatchesPerRun` and more batches than a later default allows: a consumer in the middle of
+ * such a run when a release changes the default must replay it as it was.
+ */
+const defaultRun: Scenario = {
+  name: 'default-run-per-batch',
+  description:
+    'per-batch shard consumer with the default maxBatchesPerRun: 30 records in batches of 1 (30 batches in one run), ' +
+    'then a stop (REQUESTED)',
+  async run(context) {
+    const s = await singleShard(context, 'replay-default-run', 30);
+    const { factory, recording } = recordingProcessor();
+    const worker = await testWorker(context, { processors: { recorder: factory }, taskQueue: s.taskQueue });
+    await worker.runUntil(
+      (async () => {
+        const handle = await startShardConsumer(context, {
+          ...s,
+          processor: 'recorder',
+          options: { ...BASE, execution: 'per-batch', maxRecords: 1 },
+        });
+        await recording.until((r) => r.records.length >= 30);
+        const progress = await progressUntil(handle, (p) => p.counters.batches >= 30, '30 batches');
+        assert.equal(progress.run, 1, 'all 30 batches in the first run');
+        await handle.signal(stopSignal);
+        const result = await handle.result();
+        assert.equal(result.reason, 'REQUESTED');
+      })(),
+    );
+    return [shardConsumerWorkflowId(s.applicationName, s.streamName, s.shardId)];
+  },
+};
+
+/**
+ * A worker stopped gracefully (SIGTERM) while it holds the shard: the shard moves to the other worker. Worker A is a
+ * process of its own (one process may not run two workers on one task queue).
+ */
+function drain(execution: Execution): Scenario {
+  return {
+    name: `drain-${execution}`,
+    description: `${execution} shard consumer on worker process A; worker B starts, A gets SIGTERM while it holds the shard (refusals DRAINING), the shard moves to B; records again, then a stop (REQUESTED)`,
+    async run(context) {
+      const s = await singleShard(context, `replay-drain-${execution}`, 10);
+      const outputFile = join(mkdtempSync(join(tmpdir(), 'replay-drain-')), 'a.jsonl');
+      const a = await startWorkerProcess(context, { taskQueue: s.taskQueue, outputFile, checkpoint: { mode: 'every-batch' } });
+      const { factory, recording } = recordingProcessor();
+      const b = await testWorker(context, { processors: { recorder: factory }, taskQueue: s.taskQueue });
+      try {
+        const handle = await startShardConsumer(context, {
+          ...s,
+          processor: 'recorder',
+          options: { ...BASE, execution, ...(execution === 'windowed' ? { windowDurationMs: 30_000 } : {}) },
+        });
+        await a.until((lines) => lines.filter((line) => line.kind === 'record').length >= 10);
+        await b.runUntil(
+          (async () => {
+            await sleep(1_000);
+            await a.kill('SIGTERM');
+            await putRecords(context.kinesis, s.streamName, records(5, { from: 10 }));
+            await recording.until((r) => r.records.length >= 5);
+            const progress = await handle.query(progressQuery);
+            assert.equal(progress.worker, b.workerQueue, 'the shard moved to worker B');
+            assert.ok(progress.counters.workerMoves >= 1, 'a move');
+            await handle.signal(stopSignal);
+            const result = await handle.result();
+            assert.equal(result.reason, 'REQUESTED');
+          })(),
+        );
+      } catch (error) {
+        console.error(`drain-${execution}:`, error);
+        throw error;
+      } finally {
+        await a.kill('SIGKILL');
+      }
+      return [shardConsumerWorkflowId(s.applicationName, s.streamName, s.shardId)];
+    },
+  };
+}
+
 export const SCENARIOS: readonly Scenario[] = [
+  defaultRun,
+  drain('per-batch'),
+  drain('windowed'),
   perBatch,
   windowed,
   reshard,

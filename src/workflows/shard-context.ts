@@ -73,6 +73,9 @@ export class StoppedWhileWaiting extends Error {
   }
 }
 
+/** `maxBatchesPerRun`'s default before this release (runs recorded then replay with it). */
+const LEGACY_MAX_BATCHES_PER_RUN = 50;
+
 /** First and longest wait between placement attempts while every worker is full (a `moveShard` signal ends it). */
 const WAIT_FOR_WORKER_FIRST_MS = 2_000;
 const WAIT_FOR_WORKER_MAX_MS = 60_000;
@@ -146,6 +149,26 @@ export class ShardContext {
         ? { to: input.target, reason: 'BALANCE', seq: 0 }
         : undefined;
     if (this.cursor) delete this.cursor.move;
+  }
+
+  /**
+   * The pinned worker is stopping: the shard is handed over at the loop's head. (Runs recorded before handoffs existed
+   * moved the shard as a failover, and replay the same way.)
+   */
+  workerStopping(why: string): void {
+    if (patched('graceful-handoff')) this.leaving = 'DRAINING';
+    else this.unpin(why);
+  }
+
+  /**
+   * Whether the run has done its batches (or windows). The default went from 50 to 20: a run recorded before that,
+   * still running when a worker of this release replays it, keeps going to 50.
+   */
+  runIsFull(done: number): boolean {
+    const limit = this.options.maxBatchesPerRun;
+    if (done < limit) return false;
+    if (this.input.options?.maxBatchesPerRun !== undefined || done >= LEGACY_MAX_BATCHES_PER_RUN) return true;
+    return patched('batches-per-run-20');
   }
 
   /** A `moveShard` signal: the newest wins. */

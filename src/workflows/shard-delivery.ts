@@ -59,7 +59,7 @@ export async function deliver(
           ctx.unpin(failureMessage(error));
           return 'RETRY';
         case Failure.DRAINING:
-          ctx.leaving = 'DRAINING'; // the loop hands the shard over, and the batch is read again elsewhere
+          ctx.workerStopping(failureMessage(error)); // the batch is read again elsewhere
           return 'RETRY';
         case Failure.LEASE_LOST:
           return 'ZOMBIE';
@@ -135,7 +135,7 @@ async function deadLetter(
         ctx.unpin(failureMessage(failure));
         return 'RETRY';
       case Failure.DRAINING:
-        ctx.leaving = 'DRAINING';
+        ctx.workerStopping(failureMessage(failure));
         return 'RETRY';
       default:
         throw failure;

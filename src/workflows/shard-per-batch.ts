@@ -84,7 +84,7 @@ export function onReadFailure(ctx: ShardContext, error: unknown): void {
       ctx.unpin(failureMessage(error));
       return;
     case Failure.DRAINING:
-      ctx.leaving = 'DRAINING'; // handed over at the loop's head
+      ctx.workerStopping(failureMessage(error));
       return;
     default:
       throw error;
@@ -106,7 +106,7 @@ export async function runPerBatch(ctx: ShardContext): Promise<ShardConsumerResul
       if ((await handOff(ctx)) === 'ZOMBIE') return zombie(ctx);
       continue;
     }
-    if (batchesThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested) {
+    if (ctx.runIsFull(batchesThisRun) || workflowInfo().continueAsNewSuggested) {
       if (pending) await pending.read.catch(() => undefined);
       return 'CONTINUE_AS_NEW';
     }
@@ -131,7 +131,7 @@ export async function runPerBatch(ctx: ShardContext): Promise<ShardConsumerResul
     const atShardEnd = batch.nextIterator === undefined;
     const isQuiet = quiet(ctx, batch);
     c.quietReads = isQuiet ? (c.quietReads ?? 0) + 1 : 0;
-    if (options.prefetch && !atShardEnd && !isQuiet && batchesThisRun + 1 < options.maxBatchesPerRun) {
+    if (options.prefetch && !atShardEnd && !isQuiet && !ctx.runIsFull(batchesThisRun + 1)) {
       // Prefetch: read the next batch while this one is processed (delivery order is unchanged).
       const next = batch.nextIterator!;
       const read = readActivity(

@@ -60,7 +60,6 @@ async function runWindow(ctx: ShardContext, p: Pin, first: BatchSummary | undefi
 }
 
 export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResult | 'CONTINUE_AS_NEW'> {
-  const { options } = ctx;
   const c = ctx.c;
   let first: BatchSummary | undefined;
   let stepsThisRun = 0;
@@ -73,7 +72,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
       if ((await handOff(ctx)) === 'ZOMBIE') return zombie(ctx);
       continue;
     }
-    if (!first && (stepsThisRun >= options.maxBatchesPerRun || workflowInfo().continueAsNewSuggested)) {
+    if (!first && (ctx.runIsFull(stepsThisRun) || workflowInfo().continueAsNewSuggested)) {
       return 'CONTINUE_AS_NEW';
     }
     stepsThisRun++;
@@ -117,7 +116,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
           continue;
         case Failure.DRAINING:
           first = undefined;
-          ctx.leaving = 'DRAINING';
+          ctx.workerStopping(failureMessage(error));
           continue;
         default:
           throw error;
@@ -140,7 +139,7 @@ export async function runWindowed(ctx: ShardContext): Promise<ShardConsumerResul
         c.quietReads = 1;
         break;
       case 'DRAINING':
-        ctx.leaving = 'DRAINING'; // handed over at the loop's head: shutdown(REQUESTED) on the stopping worker
+        ctx.workerStopping('WorkerDraining'); // handed over at the loop's head: shutdown(REQUESTED) on the stopping worker
         break;
       case 'PROCESSING_FAILED': {
         const failed = window.failed!;
