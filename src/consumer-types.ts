@@ -18,6 +18,15 @@ export interface ShardRef {
   streamIdentifier?: string;
 }
 
+/**
+ * The enhanced fan-out consumer a shard is read through (`retrieval: 'fan-out'`): registered on the stream with
+ * RegisterStreamConsumer, and ACTIVE.
+ */
+export interface FanOutConsumer {
+  consumerName: string;
+  consumerArn: string;
+}
+
 /** An inclusive range of 128-bit hash keys, as decimal strings (as ListShards returns it). */
 export interface HashKeyRange {
   startingHashKey: string;

@@ -34,6 +34,21 @@ export const Execution = {
 export type Execution = (typeof Execution)[keyof typeof Execution];
 
 /**
+ * How a shard consumer gets its records (see the README's "Enhanced fan-out").
+ * - `polling`: GetRecords, paced per shard; every application of the stream shares the shard's 2 MB/s and 5 reads/s.
+ * - `fan-out`: enhanced fan-out: a registered stream consumer and a `SubscribeToShard` push stream per shard, with 2 MB/s
+ *   of its own per shard and about 70 ms from put to push. Runs in the `windowed` execution.
+ */
+export const Retrieval = {
+  POLLING: 'polling',
+  FAN_OUT: 'fan-out',
+} as const;
+export type Retrieval = (typeof Retrieval)[keyof typeof Retrieval];
+
+/** What Kinesis accepts as a stream consumer's name (RegisterStreamConsumer). */
+export const CONSUMER_NAME_PATTERN = /^[a-zA-Z0-9_.-]{1,128}$/;
+
+/**
  * How often a stream consumer lists its stream's shards (children are started as soon as their parent's consumer reports
  * them; the listing is a safety net). As KCL's shardSyncIntervalMillis.
  */
@@ -69,9 +84,16 @@ export const shardConsumerOptionsSchema = z
       .min(1, 'maxRecords must be between 1 and 10000')
       .max(10_000, 'maxRecords must be between 1 and 10000')
       .default(10_000),
-    execution: z
-      .enum(['per-batch', 'windowed'], { error: "execution must be 'per-batch' or 'windowed'" })
-      .default('per-batch'),
+    retrieval: z.enum(['polling', 'fan-out'], { error: "retrieval must be 'polling' or 'fan-out'" }).default('polling'),
+    consumerName: z
+      .string({ error: 'consumerName must be a string' })
+      .regex(
+        CONSUMER_NAME_PATTERN,
+        'consumerName must be 1-128 letters, digits, underscores, periods or hyphens (a Kinesis stream consumer name)',
+      )
+      .optional(),
+    // The default depends on retrieval: see the transform below.
+    execution: z.enum(['per-batch', 'windowed'], { error: "execution must be 'per-batch' or 'windowed'" }).optional(),
     idleTimeBetweenReadsMs: durationMs('idleTimeBetweenReadsMs', 0, 3_600_000).default(1_000),
     maxIdleWaitMs: durationMs('maxIdleWaitMs', 1_000, 600_000).default(30_000),
     windowDurationMs: durationMs('windowDurationMs', 1_000, 3_600_000).default(60_000),
@@ -180,7 +202,27 @@ export const shardConsumerOptionsSchema = z
         message: 'processingRetry.maximumIntervalMs must not be below initialIntervalMs',
       });
     }
-  });
+    if (options.retrieval === 'fan-out' && options.execution === 'per-batch') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['execution'],
+        message:
+          "retrieval 'fan-out' runs in the windowed execution (per-batch would cost two Temporal actions per pushed event): leave execution out or set it to 'windowed'",
+      });
+    }
+    if (options.consumerName !== undefined && options.retrieval !== 'fan-out') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['consumerName'],
+        message: "consumerName names the enhanced fan-out consumer: it needs retrieval 'fan-out'",
+      });
+    }
+  })
+  // `polling` runs per-batch unless told otherwise; `fan-out` always runs windowed.
+  .transform((options) => ({
+    ...options,
+    execution: options.execution ?? (options.retrieval === 'fan-out' ? Execution.WINDOWED : Execution.PER_BATCH),
+  }));
 
 /**
  * How a shard consumer reads and delivers records. Names follow the Kinesis Client Library's configuration.
@@ -195,9 +237,23 @@ export interface ShardConsumerOptions {
    * How the consumer runs its batches: `per-batch` makes every batch a durable workflow step (fast failover, about 2
    * Temporal actions a batch); `windowed` runs many batches in one activity on the shard's worker (about 0.15 actions a
    * second whatever the record rate, failover within `windowHeartbeatTimeoutMs`). See the README's executions section.
-   * @default 'per-batch'
+   * @default 'per-batch' ('windowed' with `retrieval: 'fan-out'`, which runs only windowed)
    */
   execution?: Execution;
+  /**
+   * How records are read: `polling` (GetRecords) or `fan-out` (enhanced fan-out: a registered stream consumer and a
+   * `SubscribeToShard` push stream per shard, its own 2 MB/s per shard, ~70 ms put-to-push; AWS charges for it, see the
+   * README's "Enhanced fan-out"). The stream consumer registers the consumer if it does not exist yet; `temporal-kcl
+   * stop --deregister` removes it.
+   * @default 'polling'
+   */
+  retrieval?: Retrieval;
+  /**
+   * `fan-out`: the name of the stream consumer (RegisterStreamConsumer) the shards subscribe through. Applications on
+   * one stream need different names; one application's consumers (workers, restarts) share one.
+   * @default the application name
+   */
+  consumerName?: string;
   /**
    * While a shard is at its tip and reads return nothing, Kinesis is polled this often for new records. The polling
    * happens on the worker, inside the read, so a quiet shard costs no workflow timer; new records reach the processor

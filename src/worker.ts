@@ -15,12 +15,13 @@ import {
   BatchCache,
   type BatchCacheOptions,
   createActivities,
+  createFanOutReader,
   type DeadLetterHandler,
   ProcessorHost,
   ShardLoadMeter,
   startLoadReporter,
 } from './activities';
-import { type AwsConfig, createDynamoDbClient, createKinesisClient } from './aws/clients';
+import { type AwsConfig, createDynamoDbClient, createFanOutKinesisClient, createKinesisClient } from './aws/clients';
 import type { LiveOwnerGuard } from './checkpoint/checkpoint-table';
 import { InvalidConfigError } from './errors';
 import type { ShardRef } from './consumer-types';
@@ -38,8 +39,12 @@ export interface KclWorkerOptions {
   namespace?: string;
   /** @default 'temporal-kcl' */
   taskQueue?: string;
-  /** AWS settings, or ready-made clients. @default the AWS SDK's defaults (region and credentials from the environment) */
-  aws?: AwsConfig | { kinesis: KinesisClient; dynamoDb: DynamoDBClient };
+  /**
+   * AWS settings, or ready-made clients. `kinesisFanOut` is the client enhanced fan-out subscribes with
+   * (`retrieval: 'fan-out'`): a KinesisClient with the AWS SDK's default HTTP/2 handler; from an AwsConfig it is made for
+   * you. @default the AWS SDK's defaults (region and credentials from the environment)
+   */
+  aws?: AwsConfig | { kinesis: KinesisClient; dynamoDb: DynamoDBClient; kinesisFanOut?: KinesisClient };
   /** Worker identity shown in the Temporal UI. @default `<hostname>-<pid>-<random>` */
   identity?: string;
   /** Bounds of the in-memory batch cache. */
@@ -132,11 +137,28 @@ export interface KclWorker {
   runUntil<T>(promise: Promise<T>): Promise<T>;
 }
 
-function clientsFrom(aws: KclWorkerOptions['aws']): { kinesis: KinesisClient; dynamoDb: DynamoDBClient } {
-  if (aws && 'kinesis' in aws && 'dynamoDb' in aws) return aws;
+function clientsFrom(aws: KclWorkerOptions['aws']): {
+  kinesis: KinesisClient;
+  dynamoDb: DynamoDBClient;
+  kinesisFanOut?: () => KinesisClient;
+} {
+  if (aws && 'kinesis' in aws && 'dynamoDb' in aws) {
+    const { kinesisFanOut } = aws;
+    return {
+      kinesis: aws.kinesis,
+      dynamoDb: aws.dynamoDb,
+      ...(kinesisFanOut ? { kinesisFanOut: () => kinesisFanOut } : {}),
+    };
+  }
   // Activities retry through Temporal retry policies (visible in the UI and in metrics), not inside the SDK.
   const config: AwsConfig = { maxAttempts: 1, ...(aws ?? {}) };
-  return { kinesis: createKinesisClient(config), dynamoDb: createDynamoDbClient(config) };
+  // Made on the first fan-out read only: a polling worker opens no HTTP/2 session.
+  let fanOutClient: KinesisClient | undefined;
+  return {
+    kinesis: createKinesisClient(config),
+    dynamoDb: createDynamoDbClient(config),
+    kinesisFanOut: () => (fanOutClient ??= createFanOutKinesisClient(config)),
+  };
 }
 
 /**
@@ -182,7 +204,8 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
   const taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
   const identity = options.identity ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const workerQueue = workerTaskQueue(taskQueue, identity);
-  const { kinesis, dynamoDb } = clientsFrom(options.aws);
+  const { kinesis, dynamoDb, kinesisFanOut } = clientsFrom(options.aws);
+  const fanOut = kinesisFanOut ? createFanOutReader({ client: kinesisFanOut }) : undefined;
   const maxShards = options.maxShardsPerWorker;
   if (maxShards !== undefined && (!Number.isInteger(maxShards) || maxShards < 1)) {
     throw new InvalidConfigError(`maxShardsPerWorker must be a positive integer, got ${String(maxShards)}`);
@@ -203,6 +226,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
     meter,
     liveOwnerGuard: options.liveOwnerGuard ?? { failoverTimeMs: 10_000 },
     ...(options.deadLetterHandlers ? { deadLetterHandlers: options.deadLetterHandlers } : {}),
+    ...(fanOut ? { fanOut } : {}),
   });
   const graceMs = options.shutdownGraceTimeMs ?? DEFAULT_SHUTDOWN_GRACE_TIME_MS;
   // The handoffs get the grace time less what in-flight tasks need at the end.
@@ -310,6 +334,7 @@ export async function createKclWorker(options: KclWorkerOptions): Promise<KclWor
           await Promise.all([...runs, workflows]);
         } finally {
           clearInterval(sweeper);
+          fanOut?.close();
           await reporter.stop();
         }
       })();

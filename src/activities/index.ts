@@ -6,6 +6,8 @@ import type { BatchCache } from './batch-cache';
 import { createCheckpointActivities } from './checkpoint-activities';
 import { createDeadLetterWriter, type DeadLetterHandler } from './dead-letter';
 import { createDeadLetterActivities } from './dead-letter-activities';
+import { createFanOutConsumerActivities } from './fan-out-consumer-activities';
+import { createFanOutReader, type FanOutReader } from './fan-out-reader';
 import { createFleetActivities } from './fleet-activities';
 import { withHeartbeats } from './heartbeat';
 import { createKinesisActivities } from './kinesis-activities';
@@ -20,6 +22,13 @@ import type { ShardLoadMeter } from './shard-load';
 /** What the activities need: AWS clients, and this worker's processor host, batch cache and own task queue. */
 export interface ActivityDeps {
   kinesis: KinesisClient;
+  /**
+   * The Kinesis client enhanced fan-out subscribes with (HTTP/2, the AWS SDK's default handler), made on first use.
+   * @default none: a fan-out read fails with InvalidConfig
+   */
+  kinesisFanOut?: () => KinesisClient;
+  /** This worker's push streams, if the caller keeps them (to close them when the worker stops). */
+  fanOut?: FanOutReader;
   dynamoDb: DynamoDBClient;
   host: ProcessorHost;
   cache: BatchCache;
@@ -52,7 +61,8 @@ function heartbeating<A extends Record<string, Activity>>(activities: A, names: 
 
 /** All of temporal-kcl's activities, built from their dependencies (tests pass emulator clients). */
 export function createActivities(deps: ActivityDeps) {
-  const reader = createShardReader(deps);
+  const fanOut = deps.fanOut ?? (deps.kinesisFanOut ? createFanOutReader({ client: deps.kinesisFanOut }) : undefined);
+  const reader = createShardReader({ kinesis: deps.kinesis, ...(fanOut ? { fanOut } : {}) });
   const openLease = pinLeases(deps.dynamoDb, deps.host);
   return {
     ...heartbeating(createKinesisActivities({ ...deps, reader }), ['describeShard', 'getShardIterator']),
@@ -66,6 +76,7 @@ export function createActivities(deps: ActivityDeps) {
       'closedShardConsumers',
       'prepareLeaseTable',
     ]),
+    ...heartbeating(createFanOutConsumerActivities(deps), ['registerStreamConsumer', 'deregisterStreamConsumer']),
     // Not wrapped in `heartbeating`: `watchFleet` waits for minutes and heartbeats on its own cadence.
     ...createFleetActivities(deps),
     ...createDeadLetterActivities({
@@ -82,6 +93,7 @@ export { ProcessorHost } from './processor-host';
 export { ShardLoadMeter } from './shard-load';
 export { startLoadReporter, type LoadReporter, DEFAULT_LOAD_REPORT_INTERVAL_MS } from './load-reporter';
 export { describeFleet } from './fleet-activities';
+export { createFanOutReader, type FanOutReader } from './fan-out-reader';
 export type { GetRecordsInput } from './kinesis-activities';
 export type { WindowEnd, WindowHeartbeat, WindowInput, WindowResult } from './window-activities';
 export type { CheckpointInput, ClaimLeaseInput } from './checkpoint-activities';

@@ -6,11 +6,12 @@ import {
   type ListShardsCommandOutput,
 } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { BatchSummary, ResumePosition, ShardDescription, ShardRef } from '../consumer-types';
+import type { BatchSummary, FanOutConsumer, ResumePosition, ShardDescription, ShardRef } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import type { ExtendedSequenceNumber } from '../positions';
 import { kinesisFailure } from './aws-failures';
 import type { BatchCache } from './batch-cache';
+import { fanOutIterator } from './fan-out-reader';
 import { withHeartbeats } from './heartbeat';
 import { countRetry } from './metrics';
 import { drainingFailure, type ProcessorHost } from './processor-host';
@@ -52,13 +53,18 @@ function iteratorRequest(ref: ShardRef, position: ResumePosition): GetShardItera
   }
 }
 
-/** A shard iterator at `position` (GetShardIterator), and when it was taken; failures as typed activity failures. */
+/**
+ * A shard iterator at `position` (GetShardIterator), and when it was taken; failures as typed activity failures. With
+ * `fanOut`, the fan-out position the shard's push stream subscribes from (no call: it never expires).
+ */
 export async function shardIterator(
   kinesis: KinesisClient,
   ref: ShardRef,
   position: ResumePosition,
+  fanOut?: FanOutConsumer,
 ): Promise<{ iterator: string; obtainedAt: string }> {
   const obtainedAt = new Date().toISOString();
+  if (fanOut) return { iterator: fanOutIterator(fanOut.consumerArn, position, obtainedAt), obtainedAt };
   try {
     const response = await kinesis.send(new GetShardIteratorCommand(iteratorRequest(ref, position)));
     if (!response.ShardIterator) throw new Error('GetShardIterator returned no iterator');
@@ -137,9 +143,11 @@ export function createKinesisActivities({ kinesis, cache, host, reader }: Kinesi
     async getShardIterator(input: {
       ref: ShardRef;
       position: ResumePosition;
+      /** Read through enhanced fan-out: the position is the push stream's, not a GetShardIterator's. */
+      fanOut?: FanOutConsumer;
     }): Promise<{ iterator: string; obtainedAt: string }> {
       countRetry(input.ref);
-      return shardIterator(kinesis, input.ref, input.position);
+      return shardIterator(kinesis, input.ref, input.position, input.fanOut);
     },
 
     /**

@@ -18,6 +18,7 @@ export const METRIC = {
   checkpoints: 'kcl_checkpoints',
   retries: 'kcl_activity_retries',
   deadLetteredRecords: 'kcl_dead_lettered_records',
+  fanOutSubscriptions: 'kcl_fan_out_subscriptions',
 } as const;
 
 export interface ShardMetrics {
@@ -31,6 +32,7 @@ export interface ShardMetrics {
   droppedOutOfRange(count: number): void;
   checkpoint(): void;
   deadLettered(records: number): void;
+  fanOutSubscriptions(count: number): void;
 }
 
 /** The shard's metrics, tagged with its application, stream and shard. */
@@ -64,6 +66,12 @@ export function shardMetrics(ref: ShardRef, meter: MetricMeter = Context.current
     checkpoint: () => counter(METRIC.checkpoints, 'checkpoints', 'Checkpoints written').add(1),
     deadLettered: (records) =>
       counter(METRIC.deadLetteredRecords, 'records', 'User records sent to the dead-letter destination').add(records),
+    fanOutSubscriptions: (count) =>
+      counter(
+        METRIC.fanOutSubscriptions,
+        'calls',
+        'SubscribeToShard calls (enhanced fan-out): each push stream, its renewals and its retries',
+      ).add(count),
   };
 }
 

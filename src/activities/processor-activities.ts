@@ -1,6 +1,7 @@
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type {
+  FanOutConsumer,
   LeaseRef,
   LeaseState,
   ProcessOutcome,
@@ -167,13 +168,14 @@ export function createProcessorActivities({
     ref: ShardRef,
     asked: ResumePosition,
     renewedCheckpoint: Checkpoint | undefined,
+    fanOut: FanOutConsumer | undefined,
   ): Promise<PinIterator | undefined> => {
     const position: ResumePosition =
       typeof renewedCheckpoint === 'object'
         ? { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: renewedCheckpoint.sequenceNumber }
         : asked;
     try {
-      return { ...(await shardIterator(kinesis, ref, position)), position };
+      return { ...(await shardIterator(kinesis, ref, position, fanOut)), position };
     } catch {
       // The workflow asks for one itself next: not at once after a fault (retries keep their spacing).
       const context = Context.current();
@@ -200,6 +202,8 @@ export function createProcessorActivities({
        * after a renewal found a newer checkpoint, at that checkpoint), with the position it is at.
        */
       iteratorAt?: ResumePosition;
+      /** Read through enhanced fan-out: the iterator is a fan-out position. */
+      fanOut?: FanOutConsumer;
     }): Promise<{ workerQueue: string; lease?: LeaseState; iterator?: PinIterator }> {
       countRetry(input.ref);
       // Renewed before the processor is initialized, so it is told the checkpoint it really starts after.
@@ -225,7 +229,9 @@ export function createProcessorActivities({
           ? processorFailure(error, what)
           : sharedQueueFailure(error, what);
       }
-      const iterator = input.iteratorAt ? await iteratorFor(input.ref, input.iteratorAt, lease?.checkpoint) : undefined;
+      const iterator = input.iteratorAt
+        ? await iteratorFor(input.ref, input.iteratorAt, lease?.checkpoint, input.fanOut)
+        : undefined;
       const withIterator = iterator ? { iterator } : {};
       if (!lease) return { workerQueue, ...withIterator };
       host.setLeaseCounter(input.ref, input.pin, lease.counter);

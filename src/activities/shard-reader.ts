@@ -4,12 +4,15 @@
  * de-aggregation and filtering of what a read returns. The read activity and the window both read through it.
  */
 import { GetRecordsCommand, type GetRecordsCommandOutput, type KinesisClient } from '@aws-sdk/client-kinesis';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { BatchSummary, ChildShard, DeaggregationFailureReport, HashKeyRange, ShardRef } from '../consumer-types';
 import { deaggregateRecords } from '../kinesis/deaggregate';
 import { hashKeyRangeFilter } from '../kinesis/hash-key';
 import { comparePositions, type ExtendedSequenceNumber, positionOf } from '../positions';
 import type { KinesisRecord } from '../record-processor';
+import { FailureType } from '../failure-types';
 import { kinesisFailure } from './aws-failures';
+import { type FanOutReader, isFanOutIterator, type PushedRead } from './fan-out-reader';
 import { shardMetrics } from './metrics';
 
 /** How to read: the options of a read that do not change from one read to the next. */
@@ -112,8 +115,11 @@ function shardKey(ref: ShardRef): string {
   return `${ref.applicationName}/${ref.streamName}/${ref.shardId}`;
 }
 
-/** This worker's reader: pacing and reads ahead are kept per shard. */
-export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
+/**
+ * This worker's reader: pacing and reads ahead are kept per shard. A fan-out position (`retrieval: 'fan-out'`) reads
+ * the shard's push stream instead (`fanOut`); what comes back is de-aggregated and filtered the same way.
+ */
+export function createShardReader({ kinesis, fanOut }: { kinesis: KinesisClient; fanOut?: FanOutReader }) {
   /** When this worker last started a GetRecords call, per shard: reads are paced, not just backed off after a throttle. */
   const lastRead = new Map<string, number>();
   const pace = async (key: string, minIntervalMs: number | undefined) => {
@@ -169,10 +175,10 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
     });
   };
 
-  /** De-aggregates and filters one response. */
+  /** De-aggregates and filters one response (or pushed event). */
   const toBatch = async (
     ref: ShardRef,
-    fetched: RawRead,
+    fetched: RawRead | PushedRead,
     settings: ReadSettings,
     skipUntil: ExtendedSequenceNumber | undefined,
   ): Promise<ReadBatch> => {
@@ -254,6 +260,35 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
     };
   };
 
+  /**
+   * The next event of the shard's push stream: it waits for records up to the quiet read's wait, or `idlePollMs` (a
+   * window's read), since there is nothing to poll.
+   */
+  const readPushed = async (
+    ref: ShardRef,
+    position: string,
+    settings: ReadSettings,
+    skipUntil: ExtendedSequenceNumber | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<ReadBatch> => {
+    if (!fanOut) {
+      throw ApplicationFailure.create({
+        type: FailureType.InvalidConfig,
+        message:
+          "this worker cannot read with enhanced fan-out: give KclWorker an AwsConfig (or aws.kinesisFanOut, a KinesisClient with the AWS SDK's default HTTP/2 handler) for retrieval 'fan-out'",
+        nonRetryable: true,
+      });
+    }
+    const waitMs = Math.max(settings.idleWaitMs ?? 0, settings.idlePollMs ?? 1_000);
+    let pushed: PushedRead;
+    try {
+      pushed = await fanOut.read(ref, position, waitMs, signal);
+    } catch (error) {
+      throw kinesisFailure(error, `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName}`);
+    }
+    return toBatch(ref, pushed, settings, skipUntil);
+  };
+
   return {
     /**
      * One read from `iterator`, de-aggregated and filtered. At a quiet tip it waits (polling every `idlePollMs`) for up
@@ -267,6 +302,7 @@ export function createShardReader({ kinesis }: { kinesis: KinesisClient }) {
       skipUntil: ExtendedSequenceNumber | undefined,
       signal?: AbortSignal,
     ): Promise<ReadBatch> {
+      if (isFanOutIterator(iterator)) return readPushed(ref, iterator, settings, skipUntil, signal);
       const key = shardKey(ref);
       const pollMs = settings.idlePollMs ?? 1_000;
       const startedAt = Date.now();

@@ -14,6 +14,7 @@ import type { BatchCache } from './batch-cache';
 import { countRetry, shardMetrics } from './metrics';
 import type { LeaseWriter, OpenLease } from './pin-lease';
 import type { ShardLoadMeter } from './shard-load';
+import { isFanOutIterator } from './fan-out-reader';
 import { drainingFailure, HostRefusedError, type ProcessorHost, refusalFailure } from './processor-host';
 import { userFailure } from './processor-activities';
 import { RangeCheckpointer } from './range-checkpointer';
@@ -199,7 +200,8 @@ export function createWindowActivities({ host, cache, reader, openLease, meter }
         }
         quietSince ??= Date.now();
         if (Date.now() - quietSince >= input.bounds.maxQuietMs) return done('QUIET');
-        await pause(input.read.idlePollMs ?? 1_000, stop);
+        // A push stream's read waited for an event itself: there is nothing to poll.
+        if (!isFanOutIterator(batch.nextIterator)) await pause(input.read.idlePollMs ?? 1_000, stop);
       }
     } finally {
       clearInterval(heartbeats);

@@ -74,6 +74,19 @@ export function createKinesisClient(config: AwsConfig = {}): KinesisClient {
   });
 }
 
+/**
+ * The Kinesis client enhanced fan-out subscribes with: `SubscribeToShard` needs HTTP/2, so it keeps the AWS SDK's own
+ * handler (each subscription gets a session of its own). Everything else goes through {@link createKinesisClient}.
+ */
+export function createFanOutKinesisClient(config: AwsConfig = {}): KinesisClient {
+  return new KinesisClient({
+    ...(config.region ? { region: config.region } : {}),
+    ...(config.credentials ? { credentials: { ...config.credentials } } : {}),
+    ...(config.maxAttempts !== undefined ? { maxAttempts: config.maxAttempts } : {}),
+    ...(config.kinesisEndpoint ? { endpoint: config.kinesisEndpoint } : {}),
+  });
+}
+
 /** A DynamoDB client on HTTP/1.1 keep-alive. */
 export function createDynamoDbClient(config: AwsConfig = {}): DynamoDBClient {
   return new DynamoDBClient({

@@ -162,6 +162,7 @@ export function startCommand(): Command {
 interface StopFlags extends ConsumerFlags {
   wait: boolean;
   timeout: number;
+  deregister?: boolean;
 }
 
 export function stopCommand(): Command {
@@ -178,14 +179,25 @@ export function stopCommand(): Command {
         .argParser(parseDuration)
         .default(300_000, '5m'),
     )
+    .option(
+      '--deregister',
+      'retrieval fan-out: once every shard consumer has stopped, deregister the enhanced fan-out consumer (AWS stops billing its consumer-shard hours) (default: keep it)',
+    )
     .action(async (flags: StopFlags) => {
       const settings = resolveSettings(flags);
       const { client, close } = await connectClient(settings);
       try {
-        const ref = { applicationName: flags.app, streamName: flags.stream };
+        const ref = {
+          applicationName: flags.app,
+          streamName: flags.stream,
+          ...(flags.deregister ? { deregisterConsumer: true } : {}),
+        };
         if (!flags.wait) {
           await stopStreamConsumer(client, ref);
-          console.log(`stop requested for ${streamConsumerWorkflowId(flags.app, flags.stream)}`);
+          console.log(
+            `stop requested for ${streamConsumerWorkflowId(flags.app, flags.stream)}` +
+              (flags.deregister ? '; its enhanced fan-out consumer is deregistered once every shard has stopped' : ''),
+          );
           return;
         }
         let timer: NodeJS.Timeout | undefined;
@@ -206,6 +218,11 @@ export function stopCommand(): Command {
           console.log(
             `stopped ${streamConsumerWorkflowId(flags.app, flags.stream)}: ${result?.started ?? 0} shard consumers started in all (${ended || 'none ended'})`,
           );
+          if (result?.deregisteredConsumer) {
+            console.log(`deregistered the enhanced fan-out consumer ${result.deregisteredConsumer}`);
+          } else if (flags.deregister) {
+            console.log('no enhanced fan-out consumer to deregister: this application reads by polling');
+          }
         } finally {
           clearTimeout(timer);
         }

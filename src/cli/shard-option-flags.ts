@@ -12,6 +12,8 @@ import { formatDuration, parseDuration, parseInteger, parseTimestamp } from './o
 export interface ShardOptionFlags {
   options?: string;
   execution?: ShardConsumerOptions['execution'];
+  retrieval?: ShardConsumerOptions['retrieval'];
+  consumerName?: string;
   maxIdleWait?: number;
   initialPosition?: ShardConsumerOptions['initialPosition'];
   timestamp?: string;
@@ -47,6 +49,17 @@ export function addShardOptionFlags(command: Command): Command {
         "how batches run: per-batch (each batch a durable step: ~2 Temporal actions a batch, failover in ~2.5 s) or windowed (many batches per activity on the shard's worker: ~0.15 actions a second per busy shard, failover within the window heartbeat timeout) " +
           `(default: ${DEFAULTS.execution})`,
       ).choices(['per-batch', 'windowed']),
+    )
+    .addOption(
+      new Option(
+        '--retrieval <retrieval>',
+        "how records are read: polling (GetRecords; a shard's 2 MB/s and 5 reads/s are shared by every application on the stream) or fan-out (enhanced fan-out: a SubscribeToShard push stream per shard with 2 MB/s of its own, ~70 ms from put to push; runs windowed; AWS bills it per consumer-shard hour and per GB) " +
+          `(default: ${DEFAULTS.retrieval})`,
+      ).choices(['polling', 'fan-out']),
+    )
+    .option(
+      '--consumer-name <name>',
+      'fan-out: the stream consumer to register (if it does not exist yet) and subscribe through; one per application (default: the application name)',
     )
     .option(
       '--max-idle-wait <duration>',
@@ -153,6 +166,8 @@ export function shardOptionsFromFlags(flags: ShardOptionFlags): ShardConsumerOpt
   const merged: Record<string, unknown> = {
     ...file,
     ...(flags.execution ? { execution: flags.execution } : {}),
+    ...(flags.retrieval ? { retrieval: flags.retrieval } : {}),
+    ...(flags.consumerName !== undefined ? { consumerName: flags.consumerName } : {}),
     ...(flags.maxIdleWait !== undefined ? { maxIdleWaitMs: flags.maxIdleWait } : {}),
     ...(flags.initialPosition ? { initialPosition: flags.initialPosition } : {}),
     ...(flags.timestamp ? { initialPositionTimestamp: flags.timestamp } : {}),

@@ -103,7 +103,6 @@ function rows(status: StreamStatus, fleet?: FleetView): ShardStatusRow[] {
   });
 }
 
-
 /** One row per worker: every poller of the task queue, and any worker still named by a shard of this stream. */
 function workerRows(shardRows: ShardStatusRow[], fleet: FleetView | undefined): WorkerStatusRow[] {
   const workers = new Map<string, WorkerStatusRow>();
@@ -144,6 +143,10 @@ export function statusJson(status: StreamStatus, fleet?: FleetView) {
     state: status.stream.state,
     shardConsumersStarted: status.stream.started,
     shardConsumersRestarted: status.stream.restarts ?? 0,
+    /** How records are read: `fan-out` names the enhanced fan-out consumer. */
+    retrieval: status.stream.fanOut
+      ? { type: 'fan-out' as const, ...status.stream.fanOut }
+      : { type: 'polling' as const },
     source: status.source,
     totals: {
       records: shardRows.reduce((sum, row) => sum + row.records, 0),
@@ -195,6 +198,9 @@ export function renderStatus(summary: StatusSummary): string {
   }
   return [
     `${summary.applicationName} / ${summary.streamName}: ${summary.state}, ${summary.shards.length} shards, ${summary.totals.records} records`,
+    ...(summary.retrieval.type === 'fan-out'
+      ? [`enhanced fan-out through consumer ${summary.retrieval.consumerName} (${summary.retrieval.consumerArn})`]
+      : []),
     table.toString(),
     ...(summary.workers.length > 0 ? [workers.toString()] : []),
     `${summary.waiting} waiting for a worker`,

@@ -174,9 +174,17 @@ async function withConsumer<T>(
  * Asks the stream consumer to stop: every shard consumer gets `shutdown(REQUESTED)`. With `wait`, resolves once all have
  * stopped and the stream consumer has completed.
  */
-export async function stopStreamConsumer(client: Client, ref: StreamConsumerRef & { wait?: boolean }) {
+export async function stopStreamConsumer(
+  client: Client,
+  ref: StreamConsumerRef & {
+    wait?: boolean;
+    /** `retrieval: 'fan-out'`: deregister the enhanced fan-out consumer once every shard has stopped. */
+    deregisterConsumer?: boolean;
+  },
+) {
   return withConsumer(client, ref, async (handle) => {
-    await handle.signal(stopSignal);
+    if (ref.deregisterConsumer) await handle.signal(stopSignal, { deregisterConsumer: true });
+    else await handle.signal(stopSignal);
     return ref.wait ? await handle.result() : undefined;
   });
 }

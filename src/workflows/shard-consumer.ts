@@ -33,8 +33,17 @@ import { runWindowed } from './shard-windowed';
 export type { ShardCursor } from '../shard-cursor';
 export type { ShardConsumerInput } from './shard-context';
 
+/** What a stop may ask for beyond stopping (the stream consumer acts on it; a shard consumer ignores it). */
+export interface StopRequest {
+  /**
+   * `retrieval: 'fan-out'`: once every shard consumer has stopped, deregister the enhanced fan-out consumer
+   * (`temporal-kcl stop --deregister`).
+   */
+  deregisterConsumer?: boolean;
+}
+
 /** Stop consuming: the processor gets `shutdown(REQUESTED)` with a working checkpointer, then the workflow completes. */
-export const stopSignal = defineSignal('stop');
+export const stopSignal = defineSignal<[StopRequest?]>('stop');
 /** The consumer's position, counters and state. */
 export const progressQuery = defineQuery<ShardProgress>('progress');
 /** A HALTED consumer (processing kept failing with `onProcessingFailure: 'HALT'`) tries the batch again. */
@@ -73,6 +82,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
     if ((await claimShard(ctx)) === 'ALREADY_ENDED') return result(ctx, 'ALREADY_ENDED');
   }
   ctx.setState(ConsumerState.PROCESSING);
+  await ctx.ensureFanOut();
 
   let outcome: ShardConsumerResult | 'CONTINUE_AS_NEW';
   try {
@@ -93,6 +103,7 @@ export async function shardConsumerWorkflow(input: ShardConsumerInput): Promise<
   })({
     ...input,
     parentShardIds: ctx.parentShardIds,
+    ...(ctx.fanOut ? { fanOut: ctx.fanOut } : {}),
     cursor: { ...c, run: c.run + 1, ...(ctx.move ? { move: ctx.move } : {}) },
   });
 }

@@ -12,7 +12,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { HashKeyRange, LeaseRef, LeaseState, MoveShard, ShardRef } from '../consumer-types';
+import type { FanOutConsumer, HashKeyRange, LeaseRef, LeaseState, MoveShard, ShardRef } from '../consumer-types';
 import { ConsumerState } from '../consumer-types';
 import type { ResolvedShardConsumerOptions, ShardConsumerOptions } from '../options';
 import { KCL_APPLICATION, KCL_STATE } from '../search-attributes';
@@ -61,6 +61,11 @@ export interface ShardConsumerInput {
    * any worker. @default any worker
    */
   target?: string;
+  /**
+   * `retrieval: 'fan-out'`: the registered stream consumer the shard subscribes through (the stream consumer passes
+   * its own). @default registered (or looked up) by this consumer, named `consumerName`
+   */
+  fanOut?: FanOutConsumer;
   /** Set by continue-as-new, never by callers. */
   cursor?: ShardCursor;
 }
@@ -123,6 +128,8 @@ export class ShardContext {
   /** The shard's hash-key range, once known (user records of aggregates outside it are dropped). */
   hashKeyRange: HashKeyRange | undefined;
   cursor: ShardCursor | undefined;
+  /** `retrieval: 'fan-out'`: the stream consumer the shard subscribes through, once registered. */
+  fanOut: FanOutConsumer | undefined;
 
   constructor(
     readonly input: ShardConsumerInput,
@@ -139,6 +146,7 @@ export class ShardContext {
     this.initializer = initializeActivities(options);
     this.searchable = workflowInfo().typedSearchAttributes.get(KCL_APPLICATION) !== undefined;
     this.cursor = input.cursor;
+    this.fanOut = input.fanOut;
     // A continued run carries the search attributes over: it is PROCESSING already (no upsert, an action, to say so).
     if (input.cursor) this.state = ConsumerState.PROCESSING;
     this.parentShardIds = input.parentShardIds ?? input.cursor?.parentShardIds ?? [];
@@ -197,6 +205,18 @@ export class ShardContext {
   get c(): ShardCursor {
     if (!this.cursor) throw new Error('shard consumer has no cursor yet');
     return this.cursor;
+  }
+
+  /**
+   * `retrieval: 'fan-out'`: the stream consumer to subscribe through, registered (or looked up) if the starter gave
+   * none. Nothing happens for `polling`.
+   */
+  async ensureFanOut(): Promise<void> {
+    if (this.options.retrieval !== 'fan-out' || this.fanOut) return;
+    this.fanOut = await this.control.registerStreamConsumer({
+      streamName: this.ref.streamName,
+      consumerName: this.options.consumerName ?? this.ref.applicationName,
+    });
   }
 
   /** The "current details" the Temporal UI shows: state and position (no history cost). */
@@ -306,6 +326,7 @@ export class ShardContext {
       lease: this.lease(),
       // The worker takes the first iterator along (one activity less per pin).
       ...(c.iterator === undefined ? { iteratorAt: c.resumeFrom } : {}),
+      ...(this.fanOut ? { fanOut: this.fanOut } : {}),
     };
     if (workerQueue === undefined) return { id, ...(await this.initializer.initializeProcessor(request)) };
     try {

@@ -91,5 +91,12 @@ export async function claimShard(ctx: ShardContext): Promise<'CLAIMED' | 'ALREAD
 /** A fresh iterator where reading resumes (LATEST is pinned to the time it was taken, so a later re-read skips nothing). */
 export async function freshIterator(ctx: ShardContext): Promise<void> {
   const c = ctx.c;
-  adoptIterator(c, await ctx.control.getShardIterator({ ref: ctx.ref, position: c.resumeFrom }));
+  adoptIterator(
+    c,
+    await ctx.control.getShardIterator({
+      ref: ctx.ref,
+      position: c.resumeFrom,
+      ...(ctx.fanOut ? { fanOut: ctx.fanOut } : {}),
+    }),
+  );
 }

@@ -22,7 +22,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { ChildShard, ShardDescription } from '../consumer-types';
+import type { ChildShard, FanOutConsumer, ShardDescription } from '../consumer-types';
 import { FailureType } from '../failure-types';
 import { defaultTableName, shardConsumerWorkflowId } from '../ids';
 import {
@@ -81,6 +81,10 @@ export interface StreamCursor {
   streamIdentifier?: string;
   /** The coordinator's placement memory (moves in flight, cooldowns, suspect workers, caps). */
   placement?: PlacementState;
+  /** `retrieval: 'fan-out'`: the registered stream consumer every shard subscribes through. */
+  fanOut?: FanOutConsumer;
+  /** A stop asked for the fan-out consumer to be deregistered once the shards have stopped. */
+  deregisterConsumer?: boolean;
   run: number;
 }
 
@@ -155,6 +159,8 @@ export interface StreamProgress {
   /** Shard consumers started again, over the whole chain of runs. */
   restarts: number;
   run: number;
+  /** `retrieval: 'fan-out'`: the enhanced fan-out consumer the shards subscribe through. */
+  fanOut?: FanOutConsumer;
   /** The workers serving the stream, as the coordinator's last fleet view shows them (absent before it, or off). */
   workers?: WorkerSummary[];
   /** Active shards beyond what the workers' `--max-shards` caps hold. */
@@ -169,6 +175,8 @@ export interface StreamConsumerResult {
   ended: Record<string, number>;
   /** Shard consumers started again, over the whole chain of runs. */
   restarts: number;
+  /** `stop --deregister`: the enhanced fan-out consumer deregistered (its ARN). */
+  deregisteredConsumer?: string;
 }
 
 export const streamProgressQuery = defineQuery<StreamProgress>('streamProgress');
@@ -266,6 +274,9 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
           ({ shardId, tracked }) =>
             `- restarting \`${shardId}\` at ${new Date(tracked.restartAt).toISOString()} (restart ${tracked.restarts}; ended ${tracked.lastEnd})`,
         ),
+        ...(cursor.fanOut
+          ? [`- enhanced fan-out through consumer \`${cursor.fanOut.consumerName}\` (\`${cursor.fanOut.consumerArn}\`)`]
+          : []),
         `- shards listed every ${syncIntervalMs} ms; lease table \`${tableName}\`${cursor.streamIdentifier ? ` (multi-stream, \`${cursor.streamIdentifier}\`)` : ''}`,
         ...placement.details(),
       ].join('\n'),
@@ -312,8 +323,9 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     showDetails();
   }
 
-  setHandler(stopSignal, () => {
+  setHandler(stopSignal, (request) => {
     cursor.stopping = true;
+    if (request?.deregisterConsumer) cursor.deregisterConsumer = true;
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'STOPPING' }]);
     showDetails();
   });
@@ -338,6 +350,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
     started: cursor.started,
     restarts: cursor.restarts ?? 0,
     run: cursor.run,
+    ...(cursor.fanOut ? { fanOut: cursor.fanOut } : {}),
     ...placement.progressFields(),
   }));
 
@@ -395,6 +408,7 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       streamWorkflowId: info.workflowId,
       workflowTaskTimeoutMs,
       ...(cursor.streamIdentifier ? { streamIdentifier: cursor.streamIdentifier } : {}),
+      ...(cursor.fanOut ? { fanOut: cursor.fanOut } : {}),
     };
     let handle;
     try {
@@ -541,9 +555,23 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       if (open.length > 0) await sleep(delayMs);
     }
     await condition(allHandlersFinished);
+    // After every shard consumer closed: no subscription of theirs is cut short.
+    let deregistered: string | undefined;
+    if (cursor.deregisterConsumer && cursor.fanOut) {
+      await activities.deregisterStreamConsumer({ consumerArn: cursor.fanOut.consumerArn });
+      deregistered = cursor.fanOut.consumerArn;
+      log.info('enhanced fan-out consumer deregistered', { consumerArn: deregistered });
+    }
     if (searchable) upsertSearchAttributes([{ key: KCL_STATE, value: 'ENDED' }]);
     const ended = countEnded(cursor.shards, cursor.endedEarlier);
-    return { applicationName, streamName, started: cursor.started, ended, restarts: cursor.restarts ?? 0 };
+    return {
+      applicationName,
+      streamName,
+      started: cursor.started,
+      ended,
+      restarts: cursor.restarts ?? 0,
+      ...(deregistered ? { deregisteredConsumer: deregistered } : {}),
+    };
   }
 
   showDetails();
@@ -556,6 +584,15 @@ export async function streamConsumerWorkflow(input: StreamConsumerInput): Promis
       multiStream: input.multiStream ?? false,
     });
     if (prepared.streamIdentifier) cursor.streamIdentifier = prepared.streamIdentifier;
+    if (validation.options.retrieval === 'fan-out') {
+      // Registered once for the application (if it does not exist yet) and passed to every shard consumer.
+      cursor.fanOut = await activities.registerStreamConsumer({
+        streamName,
+        consumerName: validation.options.consumerName ?? applicationName,
+      });
+      log.info('enhanced fan-out consumer ACTIVE', { ...cursor.fanOut });
+      showDetails();
+    }
     const discovered = await activities.discoverShards({
       streamName,
       tableName,

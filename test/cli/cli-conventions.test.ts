@@ -175,6 +175,7 @@ describe('temporal-kcl CLI conventions', () => {
       state: 'RUNNING',
       shardConsumersStarted: rows.length,
       shardConsumersRestarted: 0,
+      retrieval: { type: 'polling' },
       source: 'queries',
       totals: { records: 0, bytes: 0 },
       shards: rows,

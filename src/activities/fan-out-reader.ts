@@ -1,0 +1,361 @@
+/**
+ * Enhanced fan-out on the worker that holds a shard: one `SubscribeToShard` push stream per shard, kept open across the
+ * reads and windows of the shard on this worker, renewed from its last `ContinuationSequenceNumber` when it ends (every
+ * 5 minutes on AWS), with no gap and no duplicate. Events wait in a short queue (HTTP/2 flow control holds the rest back)
+ * until a read takes them: one event is one batch, de-aggregated and filtered by the shard reader exactly as a polled
+ * one. Nothing of it reaches Temporal history: the workflow sees the same batch summaries and windows as with polling.
+ *
+ * Where reading stands is a fan-out position, carried where a polling consumer carries its shard iterator: it never
+ * expires, and any worker can subscribe from it (a failover, a handoff).
+ */
+import {
+  type ChildShard as KinesisChildShard,
+  type GetRecordsCommandOutput,
+  type KinesisClient,
+  type StartingPosition,
+  SubscribeToShardCommand,
+  type _Record,
+} from '@aws-sdk/client-kinesis';
+import type { ResumePosition, ShardRef } from '../consumer-types';
+import { kinesisFailure } from './aws-failures';
+import { shardMetrics } from './metrics';
+import { pause } from './shard-reader';
+
+/** What the shard reader turns into a batch: the fields of a GetRecords response an event also has. */
+export interface PushedRead {
+  /** `NextShardIterator` is the position after the event (absent at shard end). */
+  response: Pick<GetRecordsCommandOutput, 'Records' | 'MillisBehindLatest' | 'NextShardIterator' | 'ChildShards'>;
+  readAt: number;
+  /** How long the read waited for the event. */
+  durationMs: number;
+}
+
+const PREFIX = 'fan-out|';
+
+/** Whether a shard "iterator" is a fan-out position (real Kinesis iterators are opaque base64 and never start so). */
+export function isFanOutIterator(iterator: string): boolean {
+  return iterator.startsWith(PREFIX);
+}
+
+/**
+ * The fan-out position for a consumer at `position`. LATEST is taken as AT_TIMESTAMP `obtainedAt` (the subscription
+ * starts later, at the first read: a record put in between must not be skipped).
+ */
+export function fanOutIterator(consumerArn: string, position: ResumePosition, obtainedAt: string): string {
+  switch (position.type) {
+    case 'TRIM_HORIZON':
+      return `${PREFIX}${consumerArn}|TRIM_HORIZON`;
+    case 'LATEST':
+      return `${PREFIX}${consumerArn}|AT_TIMESTAMP|${obtainedAt}`;
+    case 'AT_TIMESTAMP':
+      return `${PREFIX}${consumerArn}|AT_TIMESTAMP|${position.timestamp}`;
+    case 'AT_SEQUENCE_NUMBER':
+    case 'AFTER_SEQUENCE_NUMBER':
+      return `${PREFIX}${consumerArn}|${position.type}|${position.sequenceNumber}`;
+  }
+}
+
+/** The consumer and starting position a fan-out position names. */
+export function parseFanOutIterator(iterator: string): { consumerArn: string; startingPosition: StartingPosition } {
+  const [, consumerArn, type, value] = iterator.split('|');
+  if (!consumerArn || !type) throw new Error(`not a fan-out position: ${iterator}`);
+  switch (type) {
+    case 'TRIM_HORIZON':
+      return { consumerArn, startingPosition: { Type: 'TRIM_HORIZON' } };
+    case 'AT_TIMESTAMP':
+      return { consumerArn, startingPosition: { Type: 'AT_TIMESTAMP', Timestamp: new Date(value ?? '') } };
+    case 'AT_SEQUENCE_NUMBER':
+    case 'AFTER_SEQUENCE_NUMBER':
+      return { consumerArn, startingPosition: { Type: type, SequenceNumber: value } };
+    default:
+      throw new Error(`not a fan-out position: ${iterator}`);
+  }
+}
+
+const after = (consumerArn: string, sequenceNumber: string) =>
+  `${PREFIX}${consumerArn}|AFTER_SEQUENCE_NUMBER|${sequenceNumber}`;
+
+/** Events read ahead of the reads, per shard: the push stream waits (HTTP/2 flow control) beyond this. */
+const MAX_QUEUED_EVENTS = 4;
+/** Kinesis allows one SubscribeToShard per second per consumer and shard. */
+const MIN_SUBSCRIBE_INTERVAL_MS = 1_000;
+/**
+ * A subscription that fails this many times in a row without an event in between (a dropped connection, an in-stream
+ * InternalFailure) is renewed no more: the failure reaches the read, whose retry policy takes over.
+ */
+const MAX_RENEWALS_WITHOUT_EVENT = 3;
+/**
+ * A subscription refused because another is open (an earlier owner's, closed within seconds; AWS lets a new one take
+ * over 5 s after the old one's last call) is tried again this often, this many times, before the read fails.
+ */
+const IN_USE_RETRY_MS = 1_500;
+const IN_USE_RETRIES = 5;
+/** A subscription no read has used for this long is closed (its shard moved away, or its consumer ended). */
+const IDLE_CLOSE_MS = 30_000;
+
+interface QueuedEvent {
+  records: _Record[];
+  millisBehindLatest: number;
+  /** The position after the event; undefined at shard end. */
+  next: string | undefined;
+  childShards?: KinesisChildShard[];
+  receivedAt: number;
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : 'Error';
+}
+
+/**
+ * Failures a renewal from the last continuation may cure: AWS's InternalFailure, and a stream or connection that broke
+ * (the SDK reports a reset HTTP/2 stream as a plain Error).
+ */
+function renewable(error: unknown): boolean {
+  const name = errorName(error);
+  if (name === 'InternalFailureException') return true;
+  if (name !== 'Error') return false;
+  const metadata = (error as { $metadata?: unknown }).$metadata;
+  return metadata === undefined;
+}
+
+/** One shard's push stream on this worker. */
+class Subscription {
+  /** The position the next event follows: what a read must ask for to get it. */
+  position: string;
+  readonly queue: QueuedEvent[] = [];
+  failure: unknown;
+  closed = false;
+  lastUsed = Date.now();
+  /** SubscribeToShard calls made, and how many of them a read has counted in the metrics. */
+  calls = 0;
+  counted = 0;
+  private readonly controller = new AbortController();
+  private wake: (() => void) | undefined;
+  private space: (() => void) | undefined;
+
+  constructor(
+    private readonly client: KinesisClient,
+    readonly ref: ShardRef,
+    start: string,
+    private readonly lastSubscribe: Map<string, number>,
+  ) {
+    this.position = start;
+    void this.pump(start);
+  }
+
+  /** Resolves when an event, a failure or the end arrives, or after `ms`, or when `signal` aborts. */
+  waitForEvent(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.queue.length > 0 || this.failure !== undefined || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        if (this.wake === done) this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      this.wake = done;
+    });
+  }
+
+  take(): QueuedEvent | undefined {
+    const event = this.queue.shift();
+    if (event) {
+      this.position = event.next ?? this.position;
+      this.space?.();
+    }
+    return event;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.controller.abort();
+    this.wake?.();
+    this.space?.();
+  }
+
+  private push(event: QueuedEvent): void {
+    this.queue.push(event);
+    this.wake?.();
+  }
+
+  private async pump(start: string): Promise<void> {
+    const { consumerArn } = parseFanOutIterator(start);
+    let from = start;
+    let failuresInRow = 0;
+    let inUseInRow = 0;
+    const key = `${consumerArn}|${this.ref.shardId}`;
+    while (!this.closed) {
+      const wait = (this.lastSubscribe.get(key) ?? 0) + MIN_SUBSCRIBE_INTERVAL_MS - Date.now();
+      if (wait > 0) await pause(wait, this.controller.signal);
+      if (this.closed) return;
+      this.lastSubscribe.set(key, Date.now());
+      this.calls++;
+      let subscribed = false;
+      try {
+        const { startingPosition } = parseFanOutIterator(from);
+        const output = await this.client.send(
+          new SubscribeToShardCommand({
+            ConsumerARN: consumerArn,
+            ShardId: this.ref.shardId,
+            StartingPosition: startingPosition,
+          }),
+          { abortSignal: this.controller.signal },
+        );
+        subscribed = true;
+        inUseInRow = 0;
+        for await (const item of output.EventStream ?? []) {
+          const event = item.SubscribeToShardEvent;
+          if (this.closed) return;
+          if (!event) continue;
+          failuresInRow = 0;
+          const continuation = event.ContinuationSequenceNumber ?? undefined;
+          const next = continuation ? after(consumerArn, continuation) : undefined;
+          this.push({
+            records: event.Records ?? [],
+            millisBehindLatest: event.MillisBehindLatest ?? 0,
+            next,
+            ...(event.ChildShards && event.ChildShards.length > 0 ? { childShards: event.ChildShards } : {}),
+            receivedAt: Date.now(),
+          });
+          // No continuation: the shard has ended (its children are in the event). Nothing follows.
+          if (next === undefined) return;
+          from = next;
+          while (this.queue.length >= MAX_QUEUED_EVENTS && !this.closed) {
+            await new Promise<void>((resolve) => (this.space = resolve));
+            this.space = undefined;
+          }
+        }
+        // The subscription's lifetime is over (5 minutes on AWS): renewed from where it got to.
+      } catch (error) {
+        if (this.closed) return;
+        if (!subscribed && errorName(error) === 'ResourceInUseException' && ++inUseInRow <= IN_USE_RETRIES) {
+          await pause(IN_USE_RETRY_MS, this.controller.signal);
+          continue;
+        }
+        if (renewable(error) && ++failuresInRow <= MAX_RENEWALS_WITHOUT_EVENT) continue;
+        // Throttling, a consumer or stream that is gone, a subscription taken over by another reader, or faults that
+        // renewing did not cure: the read fails with it, and its retry policy (or the workflow) decides.
+        this.failure = error;
+        this.wake?.();
+        return;
+      }
+    }
+  }
+}
+
+/** This worker's push streams, by consumer and shard. */
+export function createFanOutReader({ client }: { client: () => KinesisClient }) {
+  const subscriptions = new Map<string, Subscription>();
+  /** When this worker last subscribed, per consumer and shard (Kinesis allows one call a second). */
+  const lastSubscribe = new Map<string, number>();
+  const closeIdle = () => {
+    const cutoff = Date.now() - IDLE_CLOSE_MS;
+    for (const [key, subscription] of subscriptions) {
+      if (subscription.lastUsed < cutoff || subscription.closed) {
+        subscription.close();
+        subscriptions.delete(key);
+      }
+    }
+    for (const [key, at] of lastSubscribe) if (at < cutoff) lastSubscribe.delete(key);
+  };
+  const sweeper = setInterval(closeIdle, IDLE_CLOSE_MS / 3);
+  sweeper.unref();
+
+  return {
+    /**
+     * The next event after `position` (one batch), waiting up to `waitMs` for one with records (events without records
+     * only move the position on; at the end of the wait an empty batch at the newest position is returned). When
+     * `signal` aborts, the shard is leaving this worker (a stop, a move, a drain): its push stream is closed.
+     */
+    async read(ref: ShardRef, position: string, waitMs: number, signal?: AbortSignal): Promise<PushedRead> {
+      const { consumerArn } = parseFanOutIterator(position);
+      const key = `${consumerArn}|${ref.shardId}`;
+      closeIdle();
+      let subscription = subscriptions.get(key);
+      if (!subscription || subscription.closed || subscription.position !== position) {
+        // A first read, or a read from elsewhere (a batch read again, a retry from the checkpoint): subscribe there.
+        subscription?.close();
+        subscription = new Subscription(client(), ref, position, lastSubscribe);
+        subscriptions.set(key, subscription);
+      }
+      subscription.lastUsed = Date.now();
+      const metrics = shardMetrics(ref);
+      const countCalls = () => {
+        if (subscription.calls > subscription.counted)
+          metrics.fanOutSubscriptions(subscription.calls - subscription.counted);
+        subscription.counted = subscription.calls;
+      };
+      const readAt = Date.now();
+      const deadline = readAt + waitMs;
+      let millisBehindLatest = 0;
+      for (;;) {
+        const event = subscription.take();
+        countCalls();
+        if (event) {
+          millisBehindLatest = event.millisBehindLatest;
+          if (event.records.length > 0 || event.next === undefined) {
+            return {
+              response: {
+                Records: event.records,
+                MillisBehindLatest: event.millisBehindLatest,
+                ...(event.next !== undefined ? { NextShardIterator: event.next } : {}),
+                ...(event.childShards ? { ChildShards: event.childShards } : {}),
+              },
+              readAt,
+              durationMs: Date.now() - readAt,
+            };
+          }
+          continue; // an event without records: progress only
+        }
+        if (subscription.failure !== undefined) {
+          const failure = subscription.failure;
+          subscription.close();
+          subscriptions.delete(key);
+          if (errorName(failure) === 'ResourceInUseException') {
+            // Another subscription to this shard through the same consumer is open: an earlier owner of the shard
+            // (closed within seconds, or taken over 5 s after its last call) or another application using this
+            // consumer name. The read's retry policy tries again.
+            throw kinesisFailure(
+              failure,
+              `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName} (consumer ${consumerArn}: another subscription to the shard is open; is another application using this consumer name?)`,
+            );
+          }
+          throw kinesisFailure(
+            failure,
+            `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName} (consumer ${consumerArn})`,
+          );
+        }
+        const now = Date.now();
+        if (signal?.aborted) {
+          subscription.close();
+          subscriptions.delete(key);
+        }
+        if (signal?.aborted || now >= deadline || subscription.closed) {
+          return {
+            response: { Records: [], MillisBehindLatest: millisBehindLatest, NextShardIterator: subscription.position },
+            readAt,
+            durationMs: now - readAt,
+          };
+        }
+        await subscription.waitForEvent(deadline - now, signal);
+      }
+    },
+
+    /** Push streams open on this worker (for tests and metrics). */
+    openSubscriptions(): number {
+      return [...subscriptions.values()].filter((subscription) => !subscription.closed).length;
+    },
+
+    /** Closes every push stream (the worker is stopping). */
+    close(): void {
+      clearInterval(sweeper);
+      for (const subscription of subscriptions.values()) subscription.close();
+      subscriptions.clear();
+    },
+  };
+}
+
+export type FanOutReader = ReturnType<typeof createFanOutReader>;
