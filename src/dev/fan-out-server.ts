@@ -8,24 +8,16 @@
  * unsolicited PING ACK, which Node treats as a protocol error ("Deserialization error" in the SDK). Its
  * SubscribeToShard also never sends ChildShards and always lasts 5 minutes.
  *
- * One plain port speaks both protocols: HTTP/2 with prior knowledge (what the SDK does for an http:// endpoint) and
- * HTTP/1.1. SubscribeToShard is answered here; every other call is forwarded to the emulator. So one endpoint serves
- * the HTTP/1.1 polling client and the HTTP/2 fan-out client.
+ * One plain port speaks both protocols (./emulator-front.ts): HTTP/2 with prior knowledge (what the SDK does for an
+ * http:// endpoint) and HTTP/1.1. SubscribeToShard is answered here; every other call is forwarded to the emulator. So
+ * one endpoint serves the HTTP/1.1 polling client and the HTTP/2 fan-out client.
  *
  * AWS semantics kept (API_SubscribeToShard): an `initial-response` event, then SubscribeToShardEvent frames; a
  * subscription ends after `subscriptionMs` (AWS: 5 minutes); a second subscription of a (consumer, shard) within
  * `takeoverMs` (AWS: 5 s) gets ResourceInUseException, a later one takes over and the first fails with an in-stream
  * ResourceInUseException; at shard end the last event has ChildShards and no ContinuationSequenceNumber.
  */
-import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import {
-  constants as http2Constants,
-  createServer as createHttp2Server,
-  type IncomingHttpHeaders as Http2Headers,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from 'node:http2';
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import type { ServerHttp2Stream } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DescribeStreamConsumerCommand,
@@ -37,7 +29,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { createKinesisClient, EMULATOR_CREDENTIALS } from '../aws/clients';
 import { eventFrame, exceptionFrame, wireRecord } from './event-stream-frames';
-import { withHead } from './net';
+import { startEmulatorFront } from './emulator-front';
 
 const SUBSCRIBE_TARGET = 'Kinesis_20131202.SubscribeToShard';
 
@@ -154,8 +146,6 @@ export async function startFanOutServer(options: FanOutServerOptions): Promise<F
   const pollMs = options.pollMs ?? 100;
   const emptyEventMs = options.emptyEventMs ?? 1_000;
   const maxRecordsPerEvent = options.maxRecordsPerEvent ?? 10_000;
-  const emulator = new URL(options.emulatorEndpoint);
-  const agent = new Agent({ keepAlive: true });
   const kinesis = createKinesisClient({
     region: 'us-east-1',
     kinesisEndpoint: options.emulatorEndpoint,
@@ -164,34 +154,6 @@ export async function startFanOutServer(options: FanOutServerOptions): Promise<F
   const active = new Map<string, OpenSubscription>();
   const faults = new Map<string, FanOutFault[]>();
   const stats: FanOutStats = { subscriptions: 0, events: 0, records: 0, rejectedInUse: 0, takenOver: 0 };
-
-  type Reply = (status: number, headers: IncomingHttpHeaders, body: Buffer) => void;
-
-  /** Forwards one call to the emulator, signature headers and all. */
-  function forward(
-    method: string,
-    path: string,
-    headers: IncomingHttpHeaders | Http2Headers,
-    body: Buffer,
-    reply: Reply,
-  ) {
-    const upstream: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(headers)) {
-      if (value !== undefined && !name.startsWith(':') && name !== 'host' && name !== 'connection')
-        upstream[name] = value;
-    }
-    upstream['content-length'] = String(body.length);
-    const request = httpRequest(
-      { host: emulator.hostname, port: emulator.port, method, path, headers: upstream, agent },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => reply(response.statusCode ?? 500, response.headers, Buffer.concat(chunks)));
-      },
-    );
-    request.on('error', (error) => reply(502, { 'content-type': 'text/plain' }, Buffer.from(String(error))));
-    request.end(body);
-  }
 
   function answerError(stream: ServerHttp2Stream, error: unknown) {
     if (stream.destroyed || stream.headersSent) return;
@@ -356,91 +318,35 @@ export async function startFanOutServer(options: FanOutServerOptions): Promise<F
     }
   }
 
-  const sessions = new Set<ServerHttp2Session>();
-  const h2 = createHttp2Server();
-  h2.on('session', (session: ServerHttp2Session) => {
-    sessions.add(session);
-    session.on('close', () => sessions.delete(session));
-    session.on('error', () => {});
+  const front = await startEmulatorFront({
+    emulatorEndpoint: options.emulatorEndpoint,
+    ...(options.port === undefined ? {} : { port: options.port }),
+    unref: options.unref ?? false,
+    intercept: {
+      target: SUBSCRIBE_TARGET,
+      handle(stream, body) {
+        let input: SubscribeInput;
+        try {
+          input = JSON.parse(body.toString('utf8')) as SubscribeInput;
+        } catch {
+          answerError(stream, new ServiceError('SerializationException', 'request body is not JSON'));
+          return;
+        }
+        subscribe(stream, input).catch((error: unknown) => answerError(stream, error));
+      },
+    },
   });
-  h2.on('stream', (stream: ServerHttp2Stream, headers: Http2Headers) => {
-    stream.on('error', () => {});
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('end', () => {
-      const body = Buffer.concat(chunks);
-      if (headers['x-amz-target'] !== SUBSCRIBE_TARGET) {
-        forward(String(headers[':method']), String(headers[':path']), headers, body, (status, upstream, payload) => {
-          if (stream.destroyed) return;
-          const answer: Record<string, string | number> = { ':status': status };
-          for (const name of ['content-type', 'x-amzn-requestid', 'x-amzn-errortype']) {
-            const value = upstream[name];
-            if (typeof value === 'string') answer[name] = value;
-          }
-          stream.respond(answer);
-          stream.end(payload);
-        });
-        return;
-      }
-      let input: SubscribeInput;
-      try {
-        input = JSON.parse(body.toString('utf8')) as SubscribeInput;
-      } catch {
-        answerError(stream, new ServiceError('SerializationException', 'request body is not JSON'));
-        return;
-      }
-      subscribe(stream, input).catch((error: unknown) => answerError(stream, error));
-    });
-  });
-
-  const h1 = createHttpServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () =>
-      forward(
-        request.method ?? 'POST',
-        request.url ?? '/',
-        request.headers,
-        Buffer.concat(chunks),
-        (status, upstream, payload) => {
-          response.writeHead(status, { 'content-type': upstream['content-type'] ?? 'application/x-amz-json-1.1' });
-          response.end(payload);
-        },
-      ),
-    );
-  });
-
-  const sockets = new Set<Socket>();
-  const server = createNetServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.once('data', (head: Buffer) => {
-      socket.pause();
-      // An HTTP/2 client opens with the connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
-      const target = head.subarray(0, 3).toString('latin1') === 'PRI' ? h2 : h1;
-      target.emit('connection', withHead(socket, head));
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', resolve);
-  });
-  if (options.unref) server.unref();
-  const { port } = server.address() as AddressInfo;
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: front.endpoint,
     stats,
     activeSubscriptions: () => [...active.keys()],
     inject(shardId, fault) {
       faults.set(shardId, [...(faults.get(shardId) ?? []), fault]);
     },
     async close() {
-      for (const session of sessions) session.destroy(undefined, http2Constants.NGHTTP2_NO_ERROR);
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await front.close();
       kinesis.destroy();
-      agent.destroy();
     },
   };
 }
