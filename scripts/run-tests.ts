@@ -48,6 +48,7 @@ async function main(): Promise<number> {
     TEMPORAL_KCL_TEST_TEMPORAL_NAMESPACE: stack.temporal.namespace,
     TEMPORAL_KCL_TEST_TEMPORAL_UI_URL: stack.temporal.uiUrl ?? '',
     TEMPORAL_KCL_TEST_KINESIS_ENDPOINT: stack.kinesisEndpoint,
+    TEMPORAL_KCL_TEST_KINESIS_FANOUT_ENDPOINT: stack.kinesisFanOutEndpoint ?? '',
     TEMPORAL_KCL_TEST_DYNAMODB_ENDPOINT: stack.dynamoDbEndpoint,
     ...(temporalCli.path ? { TEMPORAL_CLI_PATH: temporalCli.path } : {}),
     ...(testServer.path ? { TEMPORAL_TEST_SERVER_PATH: testServer.path } : {}),

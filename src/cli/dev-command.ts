@@ -25,12 +25,19 @@ async function preferredPort(name: string, port: number, explicit: boolean): Pro
 /** Prints where the stack's parts listen and the environment that points temporal-kcl at them. */
 export function describeStack(stack: DevStack): string {
   const { credentials, region } = stack.aws;
+  const fanOut = stack.kinesisFanOutEndpoint
+    ? [
+        `Kinesis (fan-out)  ${stack.kinesisFanOutEndpoint}  (SubscribeToShard over HTTP/2, the rest forwarded)`,
+        `                   use: --kinesis-endpoint ${stack.kinesisFanOutEndpoint} --retrieval fan-out`,
+      ]
+    : [];
   return [
-    `Temporal      ${stack.temporal.address}  (namespace ${stack.temporal.namespace})`,
-    `Temporal UI   ${stack.temporal.uiUrl ?? '(headless)'}`,
-    `Kinesis       ${stack.kinesisEndpoint}  (${stack.kinesisEmulator})`,
-    `DynamoDB      ${stack.dynamoDbEndpoint}  (dynalite)`,
-    `Logs          ${stack.logDir}`,
+    `Temporal           ${stack.temporal.address}  (namespace ${stack.temporal.namespace})`,
+    `Temporal UI        ${stack.temporal.uiUrl ?? '(headless)'}`,
+    `Kinesis            ${stack.kinesisEndpoint}  (${stack.kinesisEmulator})`,
+    ...fanOut,
+    `DynamoDB           ${stack.dynamoDbEndpoint}  (dynalite)`,
+    `Logs               ${stack.logDir}`,
     '',
     'In another shell:',
     `  export TEMPORAL_ADDRESS=${stack.temporal.address} TEMPORAL_NAMESPACE=${stack.temporal.namespace} AWS_REGION=${region} \\`,

@@ -7,6 +7,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Connection } from '@temporalio/client';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../aws/clients';
 import { KCL_SEARCH_ATTRIBUTES, searchAttributeCliPairs } from '../search-attributes';
+import { type FanOutServerOptions, startFanOutServer } from './fan-out-server';
 import { ManagedProcess } from './managed-process';
 import { getFreePort, waitForPort, waitUntil } from './net';
 import { resolveTemporalCli } from './tools';
@@ -50,6 +51,12 @@ export interface DevStackOptions {
     emulator?: KinesisEmulator;
     /** Delay the emulator takes to create, delete and reshard streams. @default 0 (instant, for tests) */
     operationDelayMs?: number;
+    /**
+     * The enhanced fan-out front started in front of kinesis-local (src/dev/fan-out-server.ts); not started for
+     * kinesalite, which has no stream consumers.
+     * @default a free port, AWS's 5-minute subscriptions and 5-second takeover
+     */
+    fanOut?: Omit<FanOutServerOptions, 'emulatorEndpoint' | 'unref'>;
   };
   dynamoDb?: {
     /** @default a free port */
@@ -78,8 +85,14 @@ export interface DevStack {
     /** The dev server's process id (to measure it); undefined when the SDK runs a downloaded server. */
     pid: number | undefined;
   };
+  /** The Kinesis emulator itself (HTTP/1.1; kinesis-local also speaks HTTP/2, but not SubscribeToShard usably). */
   kinesisEndpoint: string;
   kinesisEmulator: KinesisEmulator;
+  /**
+   * The fan-out front (src/dev/fan-out-server.ts) in front of kinesis-local: SubscribeToShard over HTTP/2 as on AWS,
+   * every other call forwarded. Undefined for kinesalite.
+   */
+  kinesisFanOutEndpoint: string | undefined;
   dynamoDbEndpoint: string;
   /** AWS settings for clients of this stack's emulators. */
   aws: Required<Pick<AwsConfig, 'region' | 'kinesisEndpoint' | 'dynamoDbEndpoint' | 'credentials'>>;
@@ -364,7 +377,18 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     const temporal = (temporalResult as PromiseFulfilledResult<DevStack['temporal']>).value;
     const kinesisEndpoint = (kinesisResult as PromiseFulfilledResult<string>).value;
     const dynamoDbEndpoint = (dynamoDbResult as PromiseFulfilledResult<string>).value;
+    let kinesisFanOutEndpoint: string | undefined;
+    if (kinesisEmulator === 'kinesis-local') {
+      const fanOut = await startFanOutServer({
+        ...options.kinesis?.fanOut,
+        emulatorEndpoint: kinesisEndpoint,
+        unref: options.unref ?? false,
+      });
+      started.push({ name: 'kinesis fan-out', stop: () => fanOut.close() });
+      kinesisFanOutEndpoint = fanOut.endpoint;
+    }
     log(`kinesis (${kinesisEmulator}): ${kinesisEndpoint}`);
+    if (kinesisFanOutEndpoint) log(`kinesis fan-out (SubscribeToShard): ${kinesisFanOutEndpoint}`);
     log(`dynamodb (dynalite): ${dynamoDbEndpoint}`);
     log(
       `temporal: ${temporal.address} namespace ${temporal.namespace}${temporal.uiUrl ? `, web UI ${temporal.uiUrl}` : ''}`,
@@ -373,6 +397,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       temporal,
       kinesisEndpoint,
       kinesisEmulator,
+      kinesisFanOutEndpoint,
       dynamoDbEndpoint,
       aws: { region: REGION, kinesisEndpoint, dynamoDbEndpoint, credentials: EMULATOR_CREDENTIALS },
       logDir,

@@ -1,4 +1,5 @@
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 
 /** A TCP port free on 127.0.0.1 at the moment of asking. */
 export function getFreePort(host = '127.0.0.1'): Promise<number> {
@@ -61,4 +62,34 @@ export async function waitUntil<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/**
+ * A Duplex over `socket` whose readable side starts with `head`, the bytes already read from it (to sniff the protocol).
+ * `socket.unshift` does not do for an HTTP/2 server: it reads the socket's native handle ("bad client magic byte").
+ */
+export function withHead(socket: Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void) {
+      socket.write(chunk, encoding, callback);
+    },
+    final(callback: () => void) {
+      socket.end(callback);
+    },
+    destroy(error: Error | null, callback: (error: Error | null) => void) {
+      socket.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  duplex.push(head);
+  socket.on('data', (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => duplex.push(null));
+  socket.on('error', (error) => duplex.destroy(error));
+  socket.on('close', () => duplex.destroy());
+  return duplex;
 }

@@ -1,7 +1,7 @@
 /**
- * `temporal-kcl dev`, run from source on free ports given as flags: it prints where Temporal, its Web UI, Kinesis and
- * DynamoDB listen; each answers a real request there (the UI serves its HTML page, the emulators answer ListStreams and
- * ListTables through the project's own clients); and on SIGINT it stops all of it: exit code 0, none of the servers it
+ * `temporal-kcl dev`, run from source on free ports given as flags: it prints where Temporal, its Web UI, Kinesis (and
+ * its fan-out front) and DynamoDB listen; each answers a real request there (the UI serves its HTML page, the emulators
+ * answer ListStreams and ListTables through the project's own clients); and on SIGINT it stops all of it: exit code 0, none of the servers it
  * started left running, nothing listening on its ports.
  */
 import assert from 'node:assert/strict';
@@ -122,6 +122,7 @@ describe('temporal-kcl dev', () => {
       const [, temporalAddress, namespace] = line(out, /^Temporal {2,}(\S+) {2}\(namespace (\S+)\)$/m);
       const [, uiUrl] = line(out, /^Temporal UI {2,}(\S+)$/m);
       const [, kinesisEndpoint, emulator] = line(out, /^Kinesis {2,}(\S+) {2}\((\S+)\)$/m);
+      const [, fanOutEndpoint] = line(out, /^Kinesis \(fan-out\) {2,}(http:\/\/127\.0\.0\.1:\d+) {2}\(/m);
       const [, dynamoDbEndpoint] = line(out, /^DynamoDB {2,}(\S+) {2}\(dynalite\)$/m);
       logDir = line(out, /^Logs {2,}(\S+)$/m)[1];
       assert.equal(temporalAddress, `127.0.0.1:${temporalPort}`);
@@ -130,6 +131,8 @@ describe('temporal-kcl dev', () => {
       assert.equal(kinesisEndpoint, `http://127.0.0.1:${kinesisPort}`);
       assert.equal(emulator, 'kinesis-local');
       assert.equal(dynamoDbEndpoint, `http://127.0.0.1:${dynamoDbPort}`);
+      assert.notEqual(fanOutEndpoint, kinesisEndpoint);
+      assert.match(out, new RegExp(`^ +use: --kinesis-endpoint ${fanOutEndpoint} --retrieval fan-out$`, 'm'));
       assert.match(out, new RegExp(`KINESIS_ENDPOINT=${kinesisEndpoint} DYNAMODB_ENDPOINT=${dynamoDbEndpoint}`));
       assert.ok(existsSync(join(logDir!, 'temporal.log')), `no temporal.log in ${logDir}`);
 
@@ -170,12 +173,16 @@ describe('temporal-kcl dev', () => {
       }
       const aws = { region: 'us-east-1', credentials: EMULATOR_CREDENTIALS, maxAttempts: 1 };
       const kinesis = createKinesisClient({ ...aws, kinesisEndpoint: kinesisEndpoint });
+      const fanOut = createKinesisClient({ ...aws, kinesisEndpoint: fanOutEndpoint });
       const dynamoDb = createDynamoDbClient({ ...aws, dynamoDbEndpoint: dynamoDbEndpoint });
       try {
         assert.deepEqual((await kinesis.send(new ListStreamsCommand({}))).StreamNames, []);
+        // The fan-out front forwards everything but SubscribeToShard to this kinesis-local (test/smoke/fan-out-server).
+        assert.deepEqual((await fanOut.send(new ListStreamsCommand({}))).StreamNames, []);
         assert.deepEqual((await dynamoDb.send(new ListTablesCommand({}))).TableNames, []);
       } finally {
         kinesis.destroy();
+        fanOut.destroy();
         dynamoDb.destroy();
       }
 
@@ -207,7 +214,8 @@ describe('temporal-kcl dev', () => {
         [],
         'servers still running after temporal-kcl dev exited',
       );
-      for (const port of [temporalPort, uiPort, kinesisPort, dynamoDbPort]) {
+      const fanOutPort = Number(new URL(fanOutEndpoint ?? '').port);
+      for (const port of [temporalPort, uiPort, kinesisPort, fanOutPort, dynamoDbPort]) {
         assert.equal(await canConnect(port), false, `port ${port} still accepts connections`);
       }
     } finally {

@@ -5,6 +5,11 @@ export interface TestStack {
   temporalAddress: string;
   namespace: string;
   uiUrl: string | undefined;
+  /**
+   * The stack's enhanced fan-out front (src/dev/fan-out-server.ts): SubscribeToShard for the SDK's default HTTP/2
+   * client, every other call forwarded to kinesis-local. Undefined when the stack runs kinesalite.
+   */
+  kinesisFanOutEndpoint: string | undefined;
   aws: AwsConfig & Required<Pick<AwsConfig, 'region' | 'kinesisEndpoint' | 'dynamoDbEndpoint' | 'credentials'>>;
 }
 
@@ -26,6 +31,7 @@ export function testStack(): Promise<TestStack> {
         temporalAddress: env.TEMPORAL_KCL_TEST_TEMPORAL_ADDRESS,
         namespace: env.TEMPORAL_KCL_TEST_TEMPORAL_NAMESPACE || 'default',
         uiUrl: env.TEMPORAL_KCL_TEST_TEMPORAL_UI_URL || undefined,
+        kinesisFanOutEndpoint: env.TEMPORAL_KCL_TEST_KINESIS_FANOUT_ENDPOINT || undefined,
         aws: {
           region: 'us-east-1',
           kinesisEndpoint: env.TEMPORAL_KCL_TEST_KINESIS_ENDPOINT,
@@ -41,6 +47,7 @@ export function testStack(): Promise<TestStack> {
       temporalAddress: stack.temporal.address,
       namespace: stack.temporal.namespace,
       uiUrl: stack.temporal.uiUrl,
+      kinesisFanOutEndpoint: stack.kinesisFanOutEndpoint,
       aws: stack.aws,
     };
   })();
