@@ -19,6 +19,18 @@ const root = resolve(__dirname, '..');
 
 /** The suites that start consumers: run once per execution. */
 const PER_EXECUTION = /^test\/(integration|reliability|cli)\//;
+/**
+ * The suites run a third time with enhanced fan-out (`retrieval: 'fan-out'`, windowed): failover and crashes, stop,
+ * resharding, HALT and dead-letter, the CLI's workers; each file as it is, through the stack's fan-out front.
+ */
+const FAN_OUT = [
+  'test/integration/shard-consumer-basic.test.ts',
+  'test/integration/shard-consumer-reshard.test.ts',
+  'test/integration/stream-consumer.test.ts',
+  'test/reliability/crash-suite.test.ts',
+  'test/reliability/processor-failures.test.ts',
+  'test/cli/cli-workers.test.ts',
+];
 /** CLI tests that start no consumer. */
 const NO_CONSUMER = /^test\/cli\/cli-(dev|errors)\.test\.ts$/;
 
@@ -39,7 +51,11 @@ async function main(): Promise<number> {
   const files = testFiles(process.argv.slice(2));
   const { temporalCli, testServer } = await provisionTools();
   const stackStarted = Date.now();
-  const stack = await startDevStack({ log: (line) => console.log(`[stack] ${line}`) });
+  const stack = await startDevStack({
+    log: (line) => console.log(`[stack] ${line}`),
+    // Subscriptions renewed every 10 s instead of AWS's 5 minutes: the fan-out pass renews them many times.
+    kinesis: { fanOut: { subscriptionMs: 10_000 } },
+  });
   console.log(`[stack] ready in ${Date.now() - stackStarted} ms; logs in ${stack.logDir}`);
 
   const env: NodeJS.ProcessEnv = {
@@ -53,7 +69,7 @@ async function main(): Promise<number> {
     ...(temporalCli.path ? { TEMPORAL_CLI_PATH: temporalCli.path } : {}),
     ...(testServer.path ? { TEMPORAL_TEST_SERVER_PATH: testServer.path } : {}),
   };
-  const passes: { execution?: string; files: string[] }[] = process.env.TEMPORAL_KCL_TEST_EXECUTION
+  const passes: { execution?: string; retrieval?: string; files: string[] }[] = process.env.TEMPORAL_KCL_TEST_EXECUTION
     ? [{ files }]
     : [
         { execution: 'per-batch', files },
@@ -61,6 +77,7 @@ async function main(): Promise<number> {
           execution: 'windowed',
           files: files.filter((file) => PER_EXECUTION.test(file) && !NO_CONSUMER.test(file)),
         },
+        { execution: 'windowed', retrieval: 'fan-out', files: files.filter((file) => FAN_OUT.includes(file)) },
       ];
   let code = 0;
   let interrupted = false;
@@ -80,7 +97,11 @@ async function main(): Promise<number> {
   }
   for (const pass of passes) {
     if (pass.files.length === 0 || interrupted) continue;
-    if (pass.execution) console.log(`\n[tests] ${pass.files.length} file(s) with execution ${pass.execution}`);
+    if (pass.execution) {
+      console.log(
+        `\n[tests] ${pass.files.length} file(s) with execution ${pass.execution}${pass.retrieval ? `, retrieval ${pass.retrieval}` : ''}`,
+      );
+    }
     const args = [
       '--import',
       'tsx',
@@ -94,7 +115,11 @@ async function main(): Promise<number> {
     // child processes) can be killed as a group, even if a test leaves something behind.
     const child = spawn(process.execPath, args, {
       cwd: root,
-      env: { ...env, ...(pass.execution ? { TEMPORAL_KCL_TEST_EXECUTION: pass.execution } : {}) },
+      env: {
+        ...env,
+        ...(pass.execution ? { TEMPORAL_KCL_TEST_EXECUTION: pass.execution } : {}),
+        ...(pass.retrieval ? { TEMPORAL_KCL_TEST_RETRIEVAL: pass.retrieval } : {}),
+      },
       stdio: 'inherit',
       detached: true,
     });

@@ -4,7 +4,7 @@
  * SIGKILLed (its whole group) by {@link killAllCliProcesses}, and at the latest when the test process exits, so none
  * outlives its test.
  */
-import { testExecution } from './execution';
+import { testExecution, testRetrieval } from './execution';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { signalGroup, untilGroupGone } from './process-group';
@@ -142,10 +142,13 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs =
   const started = Date.now();
   // `start` runs under the suite's execution (see execution.ts), unless the test chose one (or passes an options file).
   const execution = testExecution();
-  const withExecution =
-    execution && args[0] === 'start' && !args.includes('--execution') && !args.includes('--options')
-      ? [...args, '--execution', execution]
-      : args;
+  const retrieval = testRetrieval();
+  const starts = args[0] === 'start' && !args.includes('--options');
+  const withExecution = [
+    ...args,
+    ...(starts && execution && !args.includes('--execution') ? ['--execution', execution] : []),
+    ...(starts && retrieval && !args.includes('--retrieval') ? ['--retrieval', retrieval] : []),
+  ];
   const cli = spawnCli(withExecution, env);
   const timer = setTimeout(() => void cli.kill('SIGKILL'), timeoutMs);
   try {

@@ -19,18 +19,33 @@ export function testExecution(): Execution | undefined {
   return value === 'per-batch' ? undefined : value;
 }
 
+/**
+ * The retrieval under test: `npm test` runs a selection of the suites a third time with enhanced fan-out
+ * (TEMPORAL_KCL_TEST_RETRIEVAL=fan-out, with the windowed execution it runs in), Kinesis reached through the dev
+ * stack's fan-out front (see stack.ts).
+ */
+export function testRetrieval(): 'fan-out' | undefined {
+  const value = process.env.TEMPORAL_KCL_TEST_RETRIEVAL;
+  if (value === undefined || value === '' || value === 'polling') return undefined;
+  if (value !== 'fan-out') throw new Error(`TEMPORAL_KCL_TEST_RETRIEVAL must be polling or fan-out, got '${value}'`);
+  return value;
+}
+
 type Options = Record<string, unknown> | undefined;
 
 /**
  * The options with the execution under test, unless the test chose one itself. Windows last 2 s in tests (unless the
  * test says otherwise): progress is reported at each window's end, and short windows hand over often.
  */
-function withExecution(options: Options, execution: Execution): Record<string, unknown> {
-  if (options && 'execution' in options) return options;
+function withExecution(options: Options, execution: Execution | undefined): Record<string, unknown> {
+  const retrieval = testRetrieval();
+  const withRetrieval = retrieval && !(options && 'retrieval' in options) ? { retrieval } : {};
+  if (!execution || (options && 'execution' in options)) return { ...options, ...withRetrieval };
   return {
     ...(execution === 'windowed' ? { windowDurationMs: 2_000 } : {}),
     ...options,
     execution,
+    ...withRetrieval,
   };
 }
 
@@ -40,7 +55,7 @@ function withExecution(options: Options, execution: Execution): Record<string, u
  */
 export function executionInterceptor(): WorkflowClientInterceptor | undefined {
   const execution = testExecution();
-  if (!execution) return undefined;
+  if (!execution && !testRetrieval()) return undefined;
   return {
     async start(input, next) {
       const [first, ...rest] = input.options.args as [Record<string, unknown> | undefined, ...unknown[]];

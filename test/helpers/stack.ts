@@ -34,7 +34,10 @@ export function testStack(): Promise<TestStack> {
         kinesisFanOutEndpoint: env.TEMPORAL_KCL_TEST_KINESIS_FANOUT_ENDPOINT || undefined,
         aws: {
           region: 'us-east-1',
-          kinesisEndpoint: env.TEMPORAL_KCL_TEST_KINESIS_ENDPOINT,
+          // The fan-out pass reaches Kinesis through the fan-out front: it serves SubscribeToShard and forwards the rest.
+          kinesisEndpoint:
+            (env.TEMPORAL_KCL_TEST_RETRIEVAL === 'fan-out' && env.TEMPORAL_KCL_TEST_KINESIS_FANOUT_ENDPOINT) ||
+            env.TEMPORAL_KCL_TEST_KINESIS_ENDPOINT,
           dynamoDbEndpoint: env.TEMPORAL_KCL_TEST_DYNAMODB_ENDPOINT,
           credentials: EMULATOR_CREDENTIALS,
         },

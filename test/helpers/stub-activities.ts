@@ -373,7 +373,9 @@ export async function withStubWorkers<T>(
   const [main, pinned, ...others] = await Promise.all([
     Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities }),
     Worker.create({ connection: env.nativeConnection, taskQueue: fake.pinnedQueue, activities }),
-    ...fake.otherWorkers.map((queue) => Worker.create({ connection: env.nativeConnection, taskQueue: queue, activities })),
+    ...fake.otherWorkers.map((queue) =>
+      Worker.create({ connection: env.nativeConnection, taskQueue: queue, activities }),
+    ),
   ]);
   const withOthers = others.reduce<() => Promise<T>>((inner, worker) => () => worker.runUntil(inner()), body);
   return main.runUntil(pinned.runUntil(withOthers));
