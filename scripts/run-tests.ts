@@ -124,9 +124,20 @@ async function main(): Promise<number> {
       detached: true,
     });
     running = child;
+    const subscriptionsBefore = stack.kinesisFanOutStats?.().subscriptions ?? 0;
     const passCode = await new Promise<number>((done) => child.on('exit', (exitCode) => done(exitCode ?? 1)));
     killGroup();
     if (passCode !== 0) code = passCode;
+    if (pass.retrieval === 'fan-out' && !interrupted) {
+      // The pass must really have read through push streams, not fallen back to anything else.
+      const stats = stack.kinesisFanOutStats?.();
+      const subscriptions = (stats?.subscriptions ?? 0) - subscriptionsBefore;
+      console.log(`[tests] fan-out pass: ${subscriptions} SubscribeToShard calls served, ${JSON.stringify(stats)}`);
+      if (subscriptions === 0) {
+        console.error('[tests] the fan-out pass made no SubscribeToShard call: its consumers did not read by fan-out');
+        code = 1;
+      }
+    }
   }
   await stack.stop();
   return interrupted ? 130 : code;

@@ -94,6 +94,7 @@ const IN_USE_RETRIES = 5;
 const IDLE_CLOSE_MS = 30_000;
 
 interface QueuedEvent {
+  /** Taken in parts of at most `maxRecords` (see {@link Subscription.take}). */
   records: _Record[];
   millisBehindLatest: number;
   /** The position after the event; undefined at shard end. */
@@ -159,12 +160,25 @@ class Subscription {
     });
   }
 
-  take(): QueuedEvent | undefined {
-    const event = this.queue.shift();
-    if (event) {
-      this.position = event.next ?? this.position;
-      this.space?.();
+  /**
+   * The next event, or its first `maxRecords` records (the rest stay first in line, after a position of their own):
+   * batches are no larger than `maxRecords`, as with polling. An event carries up to the shard's 2 MB/s of records.
+   */
+  take(consumerArn: string, maxRecords: number): QueuedEvent | undefined {
+    const event = this.queue[0];
+    if (!event) return undefined;
+    const head = event.records.slice(0, maxRecords);
+    const last = head.at(-1)?.SequenceNumber;
+    if (event.records.length > maxRecords && last) {
+      event.records = event.records.slice(maxRecords);
+      const part: QueuedEvent = { ...event, records: head, next: after(consumerArn, last) };
+      delete part.childShards;
+      this.position = part.next!;
+      return part;
     }
+    this.queue.shift();
+    this.position = event.next ?? this.position;
+    this.space?.();
     return event;
   }
 
@@ -266,11 +280,16 @@ export function createFanOutReader({ client }: { client: () => KinesisClient }) 
 
   return {
     /**
-     * The next event after `position` (one batch), waiting up to `waitMs` for one with records (events without records
+     * The next event after `position` (one batch, or its first `maxRecords` records), waiting up to `waitMs` for one with records (events without records
      * only move the position on; at the end of the wait an empty batch at the newest position is returned). When
      * `signal` aborts, the shard is leaving this worker (a stop, a move, a drain): its push stream is closed.
      */
-    async read(ref: ShardRef, position: string, waitMs: number, signal?: AbortSignal): Promise<PushedRead> {
+    async read(
+      ref: ShardRef,
+      position: string,
+      options: { waitMs: number; maxRecords: number; signal?: AbortSignal | undefined },
+    ): Promise<PushedRead> {
+      const { waitMs, maxRecords, signal } = options;
       const { consumerArn } = parseFanOutIterator(position);
       const key = `${consumerArn}|${ref.shardId}`;
       closeIdle();
@@ -292,7 +311,7 @@ export function createFanOutReader({ client }: { client: () => KinesisClient }) 
       const deadline = readAt + waitMs;
       let millisBehindLatest = 0;
       for (;;) {
-        const event = subscription.take();
+        const event = subscription.take(consumerArn, maxRecords);
         countCalls();
         if (event) {
           millisBehindLatest = event.millisBehindLatest;

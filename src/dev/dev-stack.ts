@@ -7,7 +7,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Connection } from '@temporalio/client';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../aws/clients';
 import { KCL_SEARCH_ATTRIBUTES, searchAttributeCliPairs } from '../search-attributes';
-import { type FanOutServerOptions, startFanOutServer } from './fan-out-server';
+import { type FanOutServerOptions, type FanOutStats, startFanOutServer } from './fan-out-server';
 import { ManagedProcess } from './managed-process';
 import { getFreePort, waitForPort, waitUntil } from './net';
 import { resolveTemporalCli } from './tools';
@@ -93,6 +93,8 @@ export interface DevStack {
    * every other call forwarded. Undefined for kinesalite.
    */
   kinesisFanOutEndpoint: string | undefined;
+  /** What the fan-out front has served so far (subscriptions, events, records, ...); undefined for kinesalite. */
+  kinesisFanOutStats: (() => FanOutStats) | undefined;
   dynamoDbEndpoint: string;
   /** AWS settings for clients of this stack's emulators. */
   aws: Required<Pick<AwsConfig, 'region' | 'kinesisEndpoint' | 'dynamoDbEndpoint' | 'credentials'>>;
@@ -378,6 +380,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     const kinesisEndpoint = (kinesisResult as PromiseFulfilledResult<string>).value;
     const dynamoDbEndpoint = (dynamoDbResult as PromiseFulfilledResult<string>).value;
     let kinesisFanOutEndpoint: string | undefined;
+    let kinesisFanOutStats: (() => FanOutStats) | undefined;
     if (kinesisEmulator === 'kinesis-local') {
       const fanOut = await startFanOutServer({
         ...options.kinesis?.fanOut,
@@ -386,6 +389,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       });
       started.push({ name: 'kinesis fan-out', stop: () => fanOut.close() });
       kinesisFanOutEndpoint = fanOut.endpoint;
+      kinesisFanOutStats = () => ({ ...fanOut.stats });
     }
     log(`kinesis (${kinesisEmulator}): ${kinesisEndpoint}`);
     if (kinesisFanOutEndpoint) log(`kinesis fan-out (SubscribeToShard): ${kinesisFanOutEndpoint}`);
@@ -398,6 +402,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       kinesisEndpoint,
       kinesisEmulator,
       kinesisFanOutEndpoint,
+      kinesisFanOutStats,
       dynamoDbEndpoint,
       aws: { region: REGION, kinesisEndpoint, dynamoDbEndpoint, credentials: EMULATOR_CREDENTIALS },
       logDir,
