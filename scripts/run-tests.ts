@@ -29,6 +29,7 @@ const FAN_OUT = [
   'test/integration/stream-consumer.test.ts',
   'test/reliability/crash-suite.test.ts',
   'test/reliability/processor-failures.test.ts',
+  'test/cli/cli-consumer.test.ts',
   'test/cli/cli-workers.test.ts',
 ];
 /** CLI tests that start no consumer. */
