@@ -24,9 +24,7 @@ const PER_EXECUTION = /^test\/(integration|reliability|cli)\//;
  * resharding, HALT and dead-letter, the CLI's workers; each file as it is, through the stack's fan-out front.
  */
 const FAN_OUT = [
-  'test/integration/shard-consumer-basic.test.ts',
   'test/integration/shard-consumer-reshard.test.ts',
-  'test/integration/stream-consumer.test.ts',
   'test/reliability/crash-suite.test.ts',
   'test/reliability/processor-failures.test.ts',
   'test/cli/cli-consumer.test.ts',
