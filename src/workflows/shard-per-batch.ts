@@ -3,7 +3,7 @@
  * `processRecords` there (its checkpoints are written on the worker). About two Temporal actions a batch; a quiet shard
  * waits inside its read (no workflow timer), about one action per `maxIdleWaitMs`.
  */
-import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, condition, patched, workflowInfo } from '@temporalio/workflow';
 import type { GetRecordsInput } from '../activities';
 import type { BatchSummary, ShardConsumerResult } from '../consumer-types';
 import type { ExtendedSequenceNumber } from '../positions';
@@ -51,8 +51,10 @@ export async function readBatch(ctx: ShardContext, p: Pin, iterator: string): Pr
   const scope = new CancellationScope();
   const waiting = scope.run(() => read(readInput(ctx, p, iterator, ctx.c.skipUntil, waitMs)));
   const interrupted = () => ctx.stopRequested || ctx.moveRequested();
-  const stopped = await Promise.race([waiting.then(() => false), condition(interrupted)]);
-  if (stopped && interrupted()) {
+  const stopped = await Promise.race([waiting.then(() => false), condition(interrupted).then(() => true)]);
+  // (`condition` resolves to nothing: before 'interrupt-waits' the race never said "stopped", and a stop or a move
+  // waited for the read's end. Runs recorded then replay that way.)
+  if (stopped && interrupted() && patched('interrupt-waits')) {
     scope.cancel();
     waiting.catch(() => undefined);
     return 'INTERRUPTED';

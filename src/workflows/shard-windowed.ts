@@ -5,7 +5,7 @@
  * that ends the wait opens the next window. A batch a window fails on is delivered as a durable step, with the
  * processing retry policy, HALT and dead-letter of `per-batch`.
  */
-import { condition, log, workflowInfo } from '@temporalio/workflow';
+import { condition, log, patched, workflowInfo } from '@temporalio/workflow';
 import type { BatchSummary, ShardConsumerResult } from '../consumer-types';
 import { advance, type Pin, readCursorOf } from '../shard-cursor';
 import type { WindowResult } from '../activities';
@@ -48,8 +48,10 @@ async function runWindow(ctx: ShardContext, p: Pin, first: BatchSummary | undefi
     processTimeoutMs: options.processTimeoutMs,
   });
   const interrupted = () => ctx.stopRequested || ctx.moveRequested();
-  const stopped = await Promise.race([window.then(() => false), condition(interrupted)]);
-  if (stopped && interrupted()) {
+  const stopped = await Promise.race([window.then(() => false), condition(interrupted).then(() => true)]);
+  // (`condition` resolves to nothing: before 'interrupt-waits' the race never said "stopped", and a stop or a move
+  // waited for the window's end, up to windowDurationMs. Runs recorded then replay that way.)
+  if (stopped && interrupted() && patched('interrupt-waits')) {
     // A stop or a move: the window stops where it is (after the batch in hand) and reports it; if its worker is gone,
     // its heartbeat timeout ends it.
     await activities.stop({ ref: ctx.ref, pin: p.id }).catch((error: unknown) => {
