@@ -1,0 +1,478 @@
+/**
+ * 9. Enhanced fan-out vs polling (issue 13). kinesalite has no stream consumers, so this measurement runs a stack of
+ * its own: a Temporal dev server (with `--metrics-port`, its namespace only this measurement's), kinesis-local, dynalite
+ * and the dev fan-out front (src/dev/fan-out-server.ts). Every consumer, polling or fan-out, reaches Kinesis through
+ * that front's endpoint, as `temporal-kcl dev` users do (polling calls are forwarded to kinesis-local, SubscribeToShard
+ * is served by the front), so the three retrievals pay the same hop. Three modes: polling `per-batch` (the default),
+ * polling `windowed`, fan-out (which runs windowed). One worker process, stream consumers started as users start them.
+ *
+ * - latency: one one-shard stream, the three applications on it at once, a producer putting 20 records/s with single
+ *   PutRecord calls straight to kinesis-local; put → processRecords of every record (the put time is in the data);
+ * - throughput: one one-shard stream pre-filled with 1 KiB records; each mode in turn, a new application, reads the
+ *   backlog from TRIM_HORIZON;
+ * - actions: one two-shard stream; each mode in turn (the dev server counts actions per namespace), from LATEST: idle,
+ *   then busy at 50 records/s per shard; the dev server's `action` counter over each window, per shard-second.
+ *
+ * The fan-out figures are this front + kinesis-local, not AWS: the front polls kinesis-local (every 100 ms when the
+ * shard has nothing new) and pushes what it gets, and it does not enforce the 2 MiB/s per consumer-shard.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type KinesisClient, PutRecordCommand } from '@aws-sdk/client-kinesis';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startStreamConsumer } from '../src/client/consumers';
+import { type DevStack, startDevStack } from '../src/dev/dev-stack';
+import { getFreePort } from '../src/dev/net';
+import { defaultTableName } from '../src/ids';
+import type { ShardConsumerOptions } from '../src/options';
+import { stopSignal } from '../src/workflows/stream-consumer';
+import type { WorkerChild } from './lib/children';
+import { type BenchContext, createBenchContext } from './lib/context';
+import { type CatchUpFigures, catchUpFigures, type LatencyFigures, latencyFigures, ratio } from './lib/fan-out-figures';
+import {
+  type BenchShard,
+  createStream,
+  deleteStream,
+  prefill,
+  RateProducer,
+  timedData,
+  uniqueName,
+} from './lib/kinesis';
+import { counterDelta, scrapeActions } from './lib/prometheus';
+import type { BatchReport } from './lib/protocol';
+import { STOP_TIMEOUT_MS } from './lib/shard-run';
+import { round } from './lib/stats';
+
+export const FAN_OUT_MODES = ['polling per-batch', 'polling windowed', 'fan-out'] as const;
+export type FanOutMode = (typeof FAN_OUT_MODES)[number];
+
+const MODE_OPTIONS: Record<FanOutMode, ShardConsumerOptions> = {
+  'polling per-batch': {},
+  'polling windowed': { execution: 'windowed' },
+  'fan-out': { retrieval: 'fan-out' },
+};
+
+const LATENCY_RATE = 20;
+const LATENCY_RECORD_BYTES = 100;
+const THROUGHPUT_RECORD_BYTES = 1_024;
+const ACTIONS_SHARDS = 2;
+const BUSY_RATE = 50;
+const ACTIONS_RECORD_BYTES = 256;
+
+export interface FanOutLatency extends LatencyFigures {
+  mode: FanOutMode;
+  /** p50 and p99 of this mode over polling per-batch's. */
+  p50VsPerBatch: number | null;
+  p99VsPerBatch: number | null;
+}
+
+export interface FanOutThroughput extends CatchUpFigures {
+  mode: FanOutMode;
+  /** Steady records/s of this mode over polling per-batch's. */
+  steadyVsPerBatch: number | null;
+}
+
+export interface FanOutActions {
+  mode: FanOutMode;
+  kind: 'idle' | 'busy';
+  shards: number;
+  ratePerShard: number;
+  warmUpSeconds: number;
+  windowSeconds: number;
+  actions: number;
+  actionsPerShardSecond: number;
+  actionsPerShardSecondByType: Record<string, number>;
+  deliveredPerSecPerShard: number;
+  /** Delivered ≥ 90% of what was produced in the window. */
+  keepsUp: boolean;
+  /** This mode's actions per shard-second over polling per-batch's (same kind). */
+  vsPerBatch: number | null;
+}
+
+export interface FanOutResult {
+  stack: string;
+  latency: { ratePerSec: number; recordBytes: number; seconds: number; modes: FanOutLatency[] };
+  throughput: { recordBytes: number; records: number; modes: FanOutThroughput[] };
+  actions: { steadyIdle: boolean; cases: FanOutActions[] };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A stream consumer of one mode, and the batches the worker reported for it. */
+interface Consumer {
+  mode: FanOutMode;
+  applicationName: string;
+  handle: WorkflowHandle;
+  batches: BatchReport[];
+  startedAt: number;
+  stopListening(): void;
+}
+
+async function startConsumer(
+  context: BenchContext,
+  worker: WorkerChild,
+  taskQueue: string,
+  streamName: string,
+  shards: number,
+  mode: FanOutMode,
+  initialPosition: 'TRIM_HORIZON' | 'LATEST',
+  died: Promise<never>,
+): Promise<Consumer> {
+  const applicationName = uniqueName(`app-${mode.replace(/\W+/g, '-')}`);
+  await context.createLeaseTable(defaultTableName(applicationName));
+  const initialized = new Set<string>();
+  const batches: BatchReport[] = [];
+  const stopListening = worker.onMessage((message) => {
+    if (message.type === 'initialize' && message.applicationName === applicationName) initialized.add(message.shardId);
+    if (message.type === 'batch' && message.applicationName === applicationName && message.records > 0) {
+      batches.push(message);
+    }
+  });
+  const startedAt = Date.now();
+  const handle = await startStreamConsumer(context.client, {
+    applicationName,
+    streamName,
+    processor: 'bench',
+    taskQueue,
+    shardOptions: { initialPosition, ...MODE_OPTIONS[mode] },
+  });
+  const consumer: Consumer = { mode, applicationName, handle, batches, startedAt, stopListening };
+  const deadline = Date.now() + 120_000;
+  while (initialized.size < shards) {
+    if (Date.now() > deadline) {
+      await stopConsumer(context, consumer);
+      throw new Error(`${mode}: ${initialized.size} of ${shards} shard processors initialized within 120 s`);
+    }
+    await Promise.race([sleep(50), died]);
+  }
+  return consumer;
+}
+
+/** Stops a stream consumer (deregistering a fan-out consumer) or terminates it; never throws. */
+async function stopConsumer(context: BenchContext, consumer: Consumer): Promise<void> {
+  consumer.stopListening();
+  const asked = Date.now();
+  const stopped = (async () => {
+    await consumer.handle.signal(stopSignal, { deregisterConsumer: consumer.mode === 'fan-out' });
+    await consumer.handle.result();
+  })();
+  try {
+    await Promise.race([
+      stopped,
+      sleep(STOP_TIMEOUT_MS).then(() => {
+        throw new Error(`did not stop within ${STOP_TIMEOUT_MS} ms`);
+      }),
+    ]);
+  } catch (error) {
+    context.log(`  fan-out: stopping ${consumer.mode}: ${String(error)}; terminating`);
+    await consumer.handle.terminate('benchmark cleanup').catch(() => undefined);
+  }
+  stopped.catch(() => undefined);
+  context.log(`  fan-out: ${consumer.mode} consumer stopped in ${Date.now() - asked} ms`);
+}
+
+/**
+ * Stops consumers while records keep arriving (10/s per shard): a quiet windowed or fan-out shard notices a stop only
+ * when its wait for records ends (up to maxIdleWaitMs, 30 s), a busy one at its next batch.
+ */
+async function stopUnderTraffic(
+  context: BenchContext,
+  kinesis: KinesisClient,
+  stream: { streamName: string; shards: BenchShard[] },
+  consumers: Consumer[],
+  alsoWaitFor: Promise<void>[] = [],
+): Promise<void> {
+  const trickle = new RateProducer(kinesis, stream.streamName, stream.shards, 10, 100, 100);
+  trickle.start();
+  try {
+    await Promise.all([...consumers.map((consumer) => stopConsumer(context, consumer)), ...alsoWaitFor]);
+  } finally {
+    await trickle.stop();
+  }
+}
+
+async function untilRecords(
+  what: string,
+  consumer: Consumer,
+  records: number,
+  timeoutMs: number,
+  died: Promise<never>,
+) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = consumer.batches.reduce((sum, batch) => sum + batch.records, 0);
+    if (got >= records) return;
+    if (Date.now() > deadline) throw new Error(`${what}: ${got} of ${records} records within ${timeoutMs} ms`);
+    await Promise.race([sleep(20), died]);
+  }
+}
+
+async function measureLatency(
+  context: BenchContext,
+  kinesis: KinesisClient,
+  worker: WorkerChild,
+  taskQueue: string,
+  seconds: number,
+  died: Promise<never>,
+): Promise<FanOutResult['latency']> {
+  const stream = await createStream(kinesis, 1, 'bench-fan-out-latency');
+  const { streamName } = stream;
+  const consumers: Consumer[] = [];
+  try {
+    for (const mode of FAN_OUT_MODES) {
+      consumers.push(await startConsumer(context, worker, taskQueue, streamName, 1, mode, 'TRIM_HORIZON', died));
+    }
+    let sent = 0;
+    const put = async () => {
+      const key = `k${sent++}`;
+      await kinesis.send(
+        new PutRecordCommand({ StreamName: streamName, PartitionKey: key, Data: timedData(LATENCY_RECORD_BYTES) }),
+      );
+    };
+    // Warm-up: every consumer is at the tip and its path has run a few times.
+    for (let i = 0; i < LATENCY_RATE; i++) {
+      await put();
+      await sleep(1_000 / LATENCY_RATE);
+    }
+    for (const consumer of consumers)
+      await untilRecords(`latency warm-up ${consumer.mode}`, consumer, sent, 60_000, died);
+    const before = consumers.map((consumer) => consumer.batches.length);
+    const count = Math.round(seconds * LATENCY_RATE);
+    const start = Date.now();
+    for (let i = 0; i < count; i++) {
+      const wait = start + (i * 1_000) / LATENCY_RATE - Date.now();
+      if (wait > 0) await sleep(wait);
+      await put();
+    }
+    for (const consumer of consumers) await untilRecords(`latency ${consumer.mode}`, consumer, sent, 60_000, died);
+    const modes = consumers.map((consumer, i) => {
+      const lags = consumer.batches.slice(before[i]).flatMap((batch) => batch.lagsMs ?? []);
+      if (lags.length !== count) throw new Error(`latency ${consumer.mode}: ${lags.length} lags, expected ${count}`);
+      return { mode: consumer.mode, ...latencyFigures(lags) };
+    });
+    const base = modes.find((m) => m.mode === 'polling per-batch');
+    const result = modes.map((m): FanOutLatency => ({
+      ...m,
+      p50VsPerBatch: ratio(m.p50Ms, base?.p50Ms),
+      p99VsPerBatch: ratio(m.p99Ms, base?.p99Ms),
+    }));
+    for (const m of result) {
+      context.log(
+        `  latency ${m.mode}: ${m.samples} records at ${LATENCY_RATE}/s: p50 ${m.p50Ms} ms, p90 ${m.p90Ms} ms, p99 ${m.p99Ms} ms, max ${m.maxMs} ms`,
+      );
+    }
+    return { ratePerSec: LATENCY_RATE, recordBytes: LATENCY_RECORD_BYTES, seconds, modes: result };
+  } finally {
+    await stopUnderTraffic(context, kinesis, stream, consumers);
+    await deleteStream(kinesis, streamName);
+  }
+}
+
+async function measureThroughput(
+  context: BenchContext,
+  kinesis: KinesisClient,
+  worker: WorkerChild,
+  taskQueue: string,
+  records: number,
+  died: Promise<never>,
+): Promise<FanOutResult['throughput']> {
+  const stream = await createStream(kinesis, 1, 'bench-fan-out-throughput');
+  const { streamName } = stream;
+  try {
+    const filled = Date.now();
+    await prefill(kinesis, streamName, { kind: 'plain', recordBytes: THROUGHPUT_RECORD_BYTES }, records);
+    context.log(`  throughput: ${records} × ${THROUGHPUT_RECORD_BYTES} B put in ${Date.now() - filled} ms`);
+    const modes: (CatchUpFigures & { mode: FanOutMode })[] = [];
+    // A consumer that has read the backlog only waits while it stops (a quiet windowed one up to maxIdleWaitMs): the
+    // next mode starts meanwhile, and records arrive once every mode has read the backlog.
+    const stopping: Promise<void>[] = [];
+    for (const mode of FAN_OUT_MODES) {
+      const consumer = await startConsumer(context, worker, taskQueue, streamName, 1, mode, 'TRIM_HORIZON', died);
+      let read = false;
+      try {
+        await untilRecords(`throughput ${mode}`, consumer, records, 300_000, died);
+        const figures = catchUpFigures(consumer.startedAt, consumer.batches);
+        modes.push({ mode, ...figures });
+        context.log(
+          `  throughput ${mode}: ${figures.records} records in ${figures.batches} batches, ${figures.elapsedMs} ms from the start request ` +
+            `(first batch ${figures.firstBatchMs} ms): ${figures.recordsPerSec} rec/s, ${figures.kibPerSec} KiB/s; after the first batch ` +
+            `${figures.steadyRecordsPerSec ?? '-'} rec/s, ${figures.steadyKibPerSec ?? '-'} KiB/s`,
+        );
+        read = true;
+      } finally {
+        if (read) stopping.push(stopConsumer(context, consumer));
+        else await stopUnderTraffic(context, kinesis, stream, [consumer], stopping);
+      }
+    }
+    await stopUnderTraffic(context, kinesis, stream, [], stopping);
+    const base = modes.find((m) => m.mode === 'polling per-batch');
+    return {
+      recordBytes: THROUGHPUT_RECORD_BYTES,
+      records,
+      modes: modes.map((m) => ({ ...m, steadyVsPerBatch: ratio(m.steadyRecordsPerSec, base?.steadyRecordsPerSec) })),
+    };
+  } finally {
+    await deleteStream(kinesis, streamName);
+  }
+}
+
+interface Windows {
+  idleWarmUp: number;
+  idle: number;
+  busyWarmUp: number;
+  busy: number;
+}
+
+async function actionsWindow(
+  context: BenchContext,
+  consumer: Consumer,
+  kind: FanOutActions['kind'],
+  producer: RateProducer | undefined,
+  warmUpSeconds: number,
+  windowSeconds: number,
+  died: Promise<never>,
+): Promise<Omit<FanOutActions, 'vsPerBatch'>> {
+  const { metricsUrl, namespace } = context.stack.temporal;
+  await Promise.race([sleep(warmUpSeconds * 1_000), died]);
+  const producedBefore = producer?.produced ?? 0;
+  const before = await scrapeActions(metricsUrl!, namespace);
+  const from = Date.now();
+  await Promise.race([sleep(windowSeconds * 1_000), died]);
+  const after = await scrapeActions(metricsUrl!, namespace);
+  const to = Date.now();
+  const produced = (producer?.produced ?? 0) - producedBefore;
+  const shardSeconds = (ACTIONS_SHARDS * (to - from)) / 1_000;
+  const byType = counterDelta(before, after);
+  const actions = Object.values(byType).reduce((sum, value) => sum + value, 0);
+  const delivered = consumer.batches
+    .filter((batch) => batch.at >= from && batch.at <= to)
+    .reduce((sum, batch) => sum + batch.records, 0);
+  const actionsPerShardSecondByType: Record<string, number> = {};
+  for (const [type, value] of Object.entries(byType).sort((a, b) => b[1] - a[1])) {
+    actionsPerShardSecondByType[type] = round(value / shardSeconds, 4);
+  }
+  const result = {
+    mode: consumer.mode,
+    kind,
+    shards: ACTIONS_SHARDS,
+    ratePerShard: kind === 'busy' ? BUSY_RATE : 0,
+    warmUpSeconds,
+    windowSeconds: round((to - from) / 1_000, 1),
+    actions,
+    actionsPerShardSecond: round(actions / shardSeconds, 4),
+    actionsPerShardSecondByType,
+    deliveredPerSecPerShard: round(delivered / shardSeconds, 1),
+    keepsUp: delivered >= 0.9 * produced,
+  };
+  const types = Object.entries(actionsPerShardSecondByType)
+    .map(([type, value]) => `${type} ${value}`)
+    .join(', ');
+  context.log(
+    `  actions ${consumer.mode} ${kind}: ${actions} in ${result.windowSeconds} s = ${result.actionsPerShardSecond} per shard-second ` +
+      `[${types}]; delivered ${result.deliveredPerSecPerShard} rec/s per shard${result.keepsUp ? '' : ' (DID NOT keep up)'}`,
+  );
+  return result;
+}
+
+async function measureActions(
+  context: BenchContext,
+  kinesis: KinesisClient,
+  worker: WorkerChild,
+  taskQueue: string,
+  windows: Windows,
+  died: Promise<never>,
+): Promise<FanOutActions[]> {
+  const { streamName, shards } = await createStream(kinesis, ACTIONS_SHARDS, 'bench-fan-out-actions');
+  const cases: Omit<FanOutActions, 'vsPerBatch'>[] = [];
+  try {
+    for (const mode of FAN_OUT_MODES) {
+      const consumer = await startConsumer(
+        context,
+        worker,
+        taskQueue,
+        streamName,
+        ACTIONS_SHARDS,
+        mode,
+        'LATEST',
+        died,
+      );
+      let producer: RateProducer | undefined;
+      try {
+        cases.push(await actionsWindow(context, consumer, 'idle', undefined, windows.idleWarmUp, windows.idle, died));
+        producer = busyProducer(kinesis, streamName, shards);
+        producer.start();
+        cases.push(await actionsWindow(context, consumer, 'busy', producer, windows.busyWarmUp, windows.busy, died));
+      } finally {
+        // Stopped while records still arrive: a busy shard stops at its next batch (see stopUnderTraffic).
+        await stopConsumer(context, consumer);
+        await producer?.stop();
+      }
+    }
+  } finally {
+    await deleteStream(kinesis, streamName);
+  }
+  return cases.map((c) => ({
+    ...c,
+    vsPerBatch: ratio(
+      c.actionsPerShardSecond,
+      cases.find((base) => base.mode === 'polling per-batch' && base.kind === c.kind)?.actionsPerShardSecond,
+    ),
+  }));
+}
+
+function busyProducer(kinesis: KinesisClient, streamName: string, shards: BenchShard[]): RateProducer {
+  return new RateProducer(kinesis, streamName, shards, BUSY_RATE, ACTIONS_RECORD_BYTES, 100);
+}
+
+export async function measureFanOut(benchContext: BenchContext): Promise<FanOutResult> {
+  const { quick } = benchContext.settings;
+  const log = (line: string) => benchContext.log(line);
+  const logDir = join(benchContext.logDir, 'fan-out-stack');
+  mkdirSync(logDir, { recursive: true });
+  let stack: DevStack | undefined;
+  let context: BenchContext | undefined;
+  let worker: WorkerChild | undefined;
+  try {
+    stack = await startDevStack({
+      temporal: { headless: true, metricsPort: await getFreePort() },
+      kinesis: { emulator: 'kinesis-local' },
+      logDir,
+      log: (line) => log(`  [fan-out stack] ${line}`),
+    });
+    const endpoint = stack.kinesisFanOutEndpoint;
+    if (!endpoint) throw new Error('the kinesis-local stack has no fan-out front');
+    context = await createBenchContext(stack, benchContext.settings, log);
+    const taskQueue = uniqueName('bench-fan-out');
+    worker = await context.startWorker({
+      name: 'fan-out',
+      processorMode: 'latency',
+      taskQueue,
+      kinesisEndpoint: endpoint,
+    });
+    const running = worker;
+    const died = worker.exited.then((how): never => {
+      throw new Error(`worker exited (${String(how)})\n${running.stderr}`);
+    });
+    died.catch(() => undefined);
+    // Producers put straight to kinesis-local; consumers read through the front.
+    const kinesis = context.kinesis;
+    const latency = await measureLatency(context, kinesis, worker, taskQueue, quick ? 10 : 30, died);
+    const throughput = await measureThroughput(context, kinesis, worker, taskQueue, quick ? 6_000 : 15_000, died);
+    // A quiet polling shard waits 2 s, 4 s, ... up to maxIdleWaitMs (30 s) between reads: idle is steady only after
+    // about 60 s. The quick run's idle window comes before that (flagged in the report).
+    const windows: Windows = quick
+      ? { idleWarmUp: 5, idle: 10, busyWarmUp: 5, busy: 10 }
+      : { idleWarmUp: 35, idle: 40, busyWarmUp: 10, busy: 30 };
+    const cases = await measureActions(context, kinesis, worker, taskQueue, windows, died);
+    return {
+      stack: `Temporal dev server of its own (--metrics-port), kinesis-local ${stack.kinesisEndpoint}, the dev fan-out front ${endpoint} in front of it (every consumer reads through it), dynalite`,
+      latency,
+      throughput,
+      actions: { steadyIdle: !quick, cases },
+    };
+  } finally {
+    await worker?.stop();
+    await context?.close().catch(() => undefined);
+    await stack?.stop().catch((error: unknown) => log(`  fan-out: stopping its stack: ${String(error)}`));
+  }
+}
