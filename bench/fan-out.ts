@@ -9,7 +9,8 @@
  * - latency: one one-shard stream, the three applications on it at once, a producer putting 20 records/s with single
  *   PutRecord calls straight to kinesis-local; put → processRecords of every record (the put time is in the data);
  * - throughput: one one-shard stream pre-filled with 1 KiB records; each mode in turn, a new application, reads the
- *   backlog from TRIM_HORIZON;
+ *   backlog from TRIM_HORIZON, 1,000 records a read (polling `maxRecords`) or a pushed event (the front's
+ *   `maxRecordsPerEvent`);
  * - actions: one two-shard stream; each mode in turn (the dev server counts actions per namespace), from LATEST: idle,
  *   then busy at 50 records/s per shard; the dev server's `action` counter over each window, per shard-second.
  *
@@ -23,9 +24,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { startStreamConsumer } from '../src/client/consumers';
 import { type DevStack, startDevStack } from '../src/dev/dev-stack';
 import { getFreePort } from '../src/dev/net';
-import { defaultTableName } from '../src/ids';
+import { defaultTableName, shardConsumerWorkflowId, streamConsumerWorkflowId } from '../src/ids';
 import type { ShardConsumerOptions } from '../src/options';
-import { stopSignal } from '../src/workflows/stream-consumer';
 import type { WorkerChild } from './lib/children';
 import { type BenchContext, createBenchContext } from './lib/context';
 import { type CatchUpFigures, catchUpFigures, type LatencyFigures, latencyFigures, ratio } from './lib/fan-out-figures';
@@ -40,7 +40,6 @@ import {
 } from './lib/kinesis';
 import { counterDelta, scrapeActions } from './lib/prometheus';
 import type { BatchReport } from './lib/protocol';
-import { STOP_TIMEOUT_MS } from './lib/shard-run';
 import { round } from './lib/stats';
 
 export const FAN_OUT_MODES = ['polling per-batch', 'polling windowed', 'fan-out'] as const;
@@ -55,6 +54,11 @@ const MODE_OPTIONS: Record<FanOutMode, ShardConsumerOptions> = {
 const LATENCY_RATE = 20;
 const LATENCY_RECORD_BYTES = 100;
 const THROUGHPUT_RECORD_BYTES = 1_024;
+/**
+ * Records per read (polling `maxRecords`) and per pushed event (the front's `maxRecordsPerEvent`) in the throughput
+ * case: the same cap on both sides, so a backlog takes several batches and the rate after the first is measured.
+ */
+const THROUGHPUT_MAX_RECORDS = 1_000;
 const ACTIONS_SHARDS = 2;
 const BUSY_RATE = 50;
 const ACTIONS_RECORD_BYTES = 256;
@@ -92,7 +96,7 @@ export interface FanOutActions {
 export interface FanOutResult {
   stack: string;
   latency: { ratePerSec: number; recordBytes: number; seconds: number; modes: FanOutLatency[] };
-  throughput: { recordBytes: number; records: number; modes: FanOutThroughput[] };
+  throughput: { recordBytes: number; records: number; maxRecords: number; modes: FanOutThroughput[] };
   actions: { steadyIdle: boolean; cases: FanOutActions[] };
 }
 
@@ -102,6 +106,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Consumer {
   mode: FanOutMode;
   applicationName: string;
+  streamName: string;
+  shardIds: string[];
   handle: WorkflowHandle;
   batches: BatchReport[];
   startedAt: number;
@@ -113,10 +119,11 @@ async function startConsumer(
   worker: WorkerChild,
   taskQueue: string,
   streamName: string,
-  shards: number,
+  shards: BenchShard[],
   mode: FanOutMode,
   initialPosition: 'TRIM_HORIZON' | 'LATEST',
   died: Promise<never>,
+  extraOptions: ShardConsumerOptions = {},
 ): Promise<Consumer> {
   const applicationName = uniqueName(`app-${mode.replace(/\W+/g, '-')}`);
   await context.createLeaseTable(defaultTableName(applicationName));
@@ -134,61 +141,51 @@ async function startConsumer(
     streamName,
     processor: 'bench',
     taskQueue,
-    shardOptions: { initialPosition, ...MODE_OPTIONS[mode] },
+    shardOptions: { initialPosition, ...MODE_OPTIONS[mode], ...extraOptions },
   });
-  const consumer: Consumer = { mode, applicationName, handle, batches, startedAt, stopListening };
+  const consumer: Consumer = {
+    mode,
+    applicationName,
+    streamName,
+    shardIds: shards.map((shard) => shard.shardId),
+    handle,
+    batches,
+    startedAt,
+    stopListening,
+  };
   const deadline = Date.now() + 120_000;
-  while (initialized.size < shards) {
+  while (initialized.size < shards.length) {
     if (Date.now() > deadline) {
-      await stopConsumer(context, consumer);
-      throw new Error(`${mode}: ${initialized.size} of ${shards} shard processors initialized within 120 s`);
+      await endConsumer(context, consumer);
+      throw new Error(`${mode}: ${initialized.size} of ${shards.length} shard processors initialized within 120 s`);
     }
     await Promise.race([sleep(50), died]);
   }
   return consumer;
 }
 
-/** Stops a stream consumer (deregistering a fan-out consumer) or terminates it; never throws. */
-async function stopConsumer(context: BenchContext, consumer: Consumer): Promise<void> {
-  consumer.stopListening();
-  const asked = Date.now();
-  const stopped = (async () => {
-    await consumer.handle.signal(stopSignal, { deregisterConsumer: consumer.mode === 'fan-out' });
-    await consumer.handle.result();
-  })();
-  try {
-    await Promise.race([
-      stopped,
-      sleep(STOP_TIMEOUT_MS).then(() => {
-        throw new Error(`did not stop within ${STOP_TIMEOUT_MS} ms`);
-      }),
-    ]);
-  } catch (error) {
-    context.log(`  fan-out: stopping ${consumer.mode}: ${String(error)}; terminating`);
-    await consumer.handle.terminate('benchmark cleanup').catch(() => undefined);
-  }
-  stopped.catch(() => undefined);
-  context.log(`  fan-out: ${consumer.mode} consumer stopped in ${Date.now() - asked} ms`);
-}
-
 /**
- * Stops consumers while records keep arriving (10/s per shard): a quiet windowed or fan-out shard notices a stop only
- * when its wait for records ends (up to maxIdleWaitMs, 30 s), a busy one at its next batch.
+ * Ends a consumer once its figures are taken: terminates the stream consumer and its shard consumers (a window on the
+ * worker ends at its next heartbeat, which finds its workflow gone). Not a stop: a stop of a `windowed` or fan-out
+ * consumer took 30–35 s here (per-batch: under 1 s), which would double the section's run time; the streams are deleted
+ * afterwards, so nothing (leases, the registered fan-out consumer) outlives the measurement that matters.
  */
-async function stopUnderTraffic(
-  context: BenchContext,
-  kinesis: KinesisClient,
-  stream: { streamName: string; shards: BenchShard[] },
-  consumers: Consumer[],
-  alsoWaitFor: Promise<void>[] = [],
-): Promise<void> {
-  const trickle = new RateProducer(kinesis, stream.streamName, stream.shards, 10, 100, 100);
-  trickle.start();
-  try {
-    await Promise.all([...consumers.map((consumer) => stopConsumer(context, consumer)), ...alsoWaitFor]);
-  } finally {
-    await trickle.stop();
-  }
+async function endConsumer(context: BenchContext, consumer: Consumer): Promise<void> {
+  consumer.stopListening();
+  const ids = [
+    streamConsumerWorkflowId(consumer.applicationName, consumer.streamName),
+    ...consumer.shardIds.map((shardId) =>
+      shardConsumerWorkflowId(consumer.applicationName, consumer.streamName, shardId),
+    ),
+  ];
+  await Promise.all(
+    ids.map((id) =>
+      context.client.workflow
+        .getHandle(id)
+        .terminate('benchmark: figures taken')
+        .catch(() => undefined),
+    ),
+  );
 }
 
 async function untilRecords(
@@ -215,12 +212,11 @@ async function measureLatency(
   seconds: number,
   died: Promise<never>,
 ): Promise<FanOutResult['latency']> {
-  const stream = await createStream(kinesis, 1, 'bench-fan-out-latency');
-  const { streamName } = stream;
+  const { streamName, shards } = await createStream(kinesis, 1, 'bench-fan-out-latency');
   const consumers: Consumer[] = [];
   try {
     for (const mode of FAN_OUT_MODES) {
-      consumers.push(await startConsumer(context, worker, taskQueue, streamName, 1, mode, 'TRIM_HORIZON', died));
+      consumers.push(await startConsumer(context, worker, taskQueue, streamName, shards, mode, 'TRIM_HORIZON', died));
     }
     let sent = 0;
     const put = async () => {
@@ -263,7 +259,7 @@ async function measureLatency(
     }
     return { ratePerSec: LATENCY_RATE, recordBytes: LATENCY_RECORD_BYTES, seconds, modes: result };
   } finally {
-    await stopUnderTraffic(context, kinesis, stream, consumers);
+    await Promise.all(consumers.map((consumer) => endConsumer(context, consumer)));
     await deleteStream(kinesis, streamName);
   }
 }
@@ -276,19 +272,24 @@ async function measureThroughput(
   records: number,
   died: Promise<never>,
 ): Promise<FanOutResult['throughput']> {
-  const stream = await createStream(kinesis, 1, 'bench-fan-out-throughput');
-  const { streamName } = stream;
+  const { streamName, shards } = await createStream(kinesis, 1, 'bench-fan-out-throughput');
   try {
     const filled = Date.now();
     await prefill(kinesis, streamName, { kind: 'plain', recordBytes: THROUGHPUT_RECORD_BYTES }, records);
     context.log(`  throughput: ${records} × ${THROUGHPUT_RECORD_BYTES} B put in ${Date.now() - filled} ms`);
     const modes: (CatchUpFigures & { mode: FanOutMode })[] = [];
-    // A consumer that has read the backlog only waits while it stops (a quiet windowed one up to maxIdleWaitMs): the
-    // next mode starts meanwhile, and records arrive once every mode has read the backlog.
-    const stopping: Promise<void>[] = [];
     for (const mode of FAN_OUT_MODES) {
-      const consumer = await startConsumer(context, worker, taskQueue, streamName, 1, mode, 'TRIM_HORIZON', died);
-      let read = false;
+      const consumer = await startConsumer(
+        context,
+        worker,
+        taskQueue,
+        streamName,
+        shards,
+        mode,
+        'TRIM_HORIZON',
+        died,
+        mode === 'fan-out' ? {} : { maxRecords: THROUGHPUT_MAX_RECORDS },
+      );
       try {
         await untilRecords(`throughput ${mode}`, consumer, records, 300_000, died);
         const figures = catchUpFigures(consumer.startedAt, consumer.batches);
@@ -298,17 +299,15 @@ async function measureThroughput(
             `(first batch ${figures.firstBatchMs} ms): ${figures.recordsPerSec} rec/s, ${figures.kibPerSec} KiB/s; after the first batch ` +
             `${figures.steadyRecordsPerSec ?? '-'} rec/s, ${figures.steadyKibPerSec ?? '-'} KiB/s`,
         );
-        read = true;
       } finally {
-        if (read) stopping.push(stopConsumer(context, consumer));
-        else await stopUnderTraffic(context, kinesis, stream, [consumer], stopping);
+        await endConsumer(context, consumer);
       }
     }
-    await stopUnderTraffic(context, kinesis, stream, [], stopping);
     const base = modes.find((m) => m.mode === 'polling per-batch');
     return {
       recordBytes: THROUGHPUT_RECORD_BYTES,
       records,
+      maxRecords: THROUGHPUT_MAX_RECORDS,
       modes: modes.map((m) => ({ ...m, steadyVsPerBatch: ratio(m.steadyRecordsPerSec, base?.steadyRecordsPerSec) })),
     };
   } finally {
@@ -386,16 +385,7 @@ async function measureActions(
   const cases: Omit<FanOutActions, 'vsPerBatch'>[] = [];
   try {
     for (const mode of FAN_OUT_MODES) {
-      const consumer = await startConsumer(
-        context,
-        worker,
-        taskQueue,
-        streamName,
-        ACTIONS_SHARDS,
-        mode,
-        'LATEST',
-        died,
-      );
+      const consumer = await startConsumer(context, worker, taskQueue, streamName, shards, mode, 'LATEST', died);
       let producer: RateProducer | undefined;
       try {
         cases.push(await actionsWindow(context, consumer, 'idle', undefined, windows.idleWarmUp, windows.idle, died));
@@ -403,9 +393,8 @@ async function measureActions(
         producer.start();
         cases.push(await actionsWindow(context, consumer, 'busy', producer, windows.busyWarmUp, windows.busy, died));
       } finally {
-        // Stopped while records still arrive: a busy shard stops at its next batch (see stopUnderTraffic).
-        await stopConsumer(context, consumer);
         await producer?.stop();
+        await endConsumer(context, consumer);
       }
     }
   } finally {
@@ -435,7 +424,7 @@ export async function measureFanOut(benchContext: BenchContext): Promise<FanOutR
   try {
     stack = await startDevStack({
       temporal: { headless: true, metricsPort: await getFreePort() },
-      kinesis: { emulator: 'kinesis-local' },
+      kinesis: { emulator: 'kinesis-local', fanOut: { maxRecordsPerEvent: THROUGHPUT_MAX_RECORDS } },
       logDir,
       log: (line) => log(`  [fan-out stack] ${line}`),
     });
@@ -462,7 +451,7 @@ export async function measureFanOut(benchContext: BenchContext): Promise<FanOutR
     // about 60 s. The quick run's idle window comes before that (flagged in the report).
     const windows: Windows = quick
       ? { idleWarmUp: 5, idle: 10, busyWarmUp: 5, busy: 10 }
-      : { idleWarmUp: 35, idle: 40, busyWarmUp: 10, busy: 30 };
+      : { idleWarmUp: 35, idle: 40, busyWarmUp: 10, busy: 25 };
     const cases = await measureActions(context, kinesis, worker, taskQueue, windows, died);
     return {
       stack: `Temporal dev server of its own (--metrics-port), kinesis-local ${stack.kinesisEndpoint}, the dev fan-out front ${endpoint} in front of it (every consumer reads through it), dynalite`,

@@ -30,7 +30,7 @@ export function renderFanOut(result: FanOutResult): string[] {
       ]),
     ),
     '',
-    `Throughput per shard: a one-shard stream pre-filled with ${throughput.records} records of ${throughput.recordBytes} B, read from TRIM_HORIZON by each mode in turn (a new application each); from the start request (start-up, registration, first read included) and after the first batch.`,
+    `Throughput per shard: a one-shard stream pre-filled with ${throughput.records} records of ${throughput.recordBytes} B, read from TRIM_HORIZON by each mode in turn (a new application each), at most ${throughput.maxRecords} records a read (polling \`maxRecords\`) or a pushed event (the front's \`maxRecordsPerEvent\`): from the start request (start-up included; for fan-out also RegisterStreamConsumer, waiting for ACTIVE and the subscription) and after the first batch (the rate the shard streams at). kinesis-local's reads, not the consumers, are the limit here (~1–2.5 MB/s on this machine); AWS serves 2 MiB/s per shard to polling (shared by every application) and 2 MiB/s per fan-out consumer.`,
     '',
     table(
       [
