@@ -30,7 +30,7 @@ export function renderFanOut(result: FanOutResult): string[] {
       ]),
     ),
     '',
-    `Throughput per shard: a one-shard stream pre-filled with ${throughput.records} records of ${throughput.recordBytes} B, read from TRIM_HORIZON by each mode in turn (a new application each), at most ${throughput.maxRecords} records a read (polling \`maxRecords\`) or a pushed event (the front's \`maxRecordsPerEvent\`): from the start request (start-up included; for fan-out also RegisterStreamConsumer, waiting for ACTIVE and the subscription) and after the first batch (the rate the shard streams at). kinesis-local's reads, not the consumers, are the limit here (~1–2.5 MB/s on this machine); AWS serves 2 MiB/s per shard to polling (shared by every application) and 2 MiB/s per fan-out consumer.`,
+    `Throughput per shard: a one-shard stream pre-filled with ${throughput.records} records of ${throughput.recordBytes} B, read from TRIM_HORIZON by each mode in turn (a new application each), at most ${throughput.maxRecords} records a read (polling \`maxRecords\`) or a pushed event (the front's \`maxRecordsPerEvent\`): from the start request (start-up included; for fan-out also RegisterStreamConsumer, waiting for ACTIVE and the subscription) and after the first batch (the rate the shard streams at). Polling is bound by kinesis-local's reads (~1–2.5 MB/s on this machine). The fan-out path (the front reads kinesis-local one GetRecords at a time and pushes each page as an event; the SDK decodes it; the window delivers it) is what this row measures, not AWS's push: where it loses time against polling was not isolated. AWS serves 2 MiB/s per shard to polling (shared by every application) and 2 MiB/s per fan-out consumer and shard.`,
     '',
     table(
       [
@@ -59,7 +59,7 @@ export function renderFanOut(result: FanOutResult): string[] {
       ]),
     ),
     '',
-    `Temporal actions per shard-second: the dev server's \`action\` counter (this stack's namespace, only this consumer running), a two-shard stream read from LATEST by each mode in turn: idle, then busy at ${actions.cases.find((c) => c.kind === 'busy')?.ratePerShard ?? '?'} records/s per shard.${actions.steadyIdle ? '' : ' **Quick run: the idle window comes before the polling waits reach maxIdleWaitMs (30 s), so idle figures are above the steady state.**'}`,
+    `Temporal actions per shard-second: the dev server's \`action\` counter (this stack's namespace, only this consumer running), a two-shard stream read from LATEST by each mode in turn: idle, then busy at ${actions.cases.find((c) => c.kind === 'busy')?.ratePerShard ?? '?'} records/s per shard.${actions.steadyIdle ? '' : ' **The idle window starts before the consumers read once per maxIdleWaitMs (30 s; about 60 s after the start, the first window of a windowed consumer included), so idle figures are above the steady state.**'}`,
     '',
     table(
       [
