@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain]`: measures temporal-kcl on the local
+ * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain,fan-out]`: measures temporal-kcl on the local
  * stack and writes bench/results/latest.md and latest.json.
  *
  * It starts its own stack (Temporal dev server, headless; kinesalite and dynalite in this process) and its own worker
@@ -16,6 +16,7 @@ import { measureActions } from './actions';
 import { measureCost } from './cost';
 import { measureCpu } from './cpu';
 import { measureFailover } from './failover';
+import { measureFanOut } from './fan-out';
 import { measureLatency } from './latency';
 import { killAllChildren } from './lib/children';
 import { type BenchContext, createBenchContext } from './lib/context';
@@ -36,6 +37,7 @@ const MEASUREMENTS = [
   'startup',
   'crash-failover',
   'share-drain',
+  'fan-out',
 ] as const;
 type Measurement = (typeof MEASUREMENTS)[number];
 
@@ -90,7 +92,8 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain]\n' +
+        'usage: npm run bench -- [--quick] [--only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain,\n' +
+          '                        fan-out]\n' +
           '                        [--out dir]\n' +
           '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
@@ -105,6 +108,8 @@ function parseArgs(argv: string[]): Args {
           '  --executions <list>    shard consumer executions the actions and cpu measurements run (default\n' +
           '                         per-batch,windowed; one this build does not have is reported as not available)\n' +
           '  --crash-kills <n>      SIGKILLs of the crash-failover measurement (default 10, quick 3)\n' +
+          '  fan-out: polling (per-batch, windowed) vs enhanced fan-out on a kinesis-local stack of its own with the dev\n' +
+          '           fan-out front (latency, throughput per shard, Temporal actions per shard-second)\n' +
           '  BENCH_STARTUP_CHECKOUT=<dir>: the startup measurement runs the CLI of that checkout (a baseline)',
       );
       process.exit(0);
@@ -208,6 +213,7 @@ async function main(): Promise<number> {
       startup: measureStartup,
       'crash-failover': measureCrashFailover,
       'share-drain': measureShareDrain,
+      'fan-out': measureFanOut,
     };
     for (const name of args.only) {
       const measureStarted = Date.now();

@@ -8,7 +8,12 @@
  * It exits when the parent goes away (the IPC channel closes), so it never outlives the benchmark.
  */
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../src/aws/clients';
+import {
+  createDynamoDbClient,
+  createFanOutKinesisClient,
+  createKinesisClient,
+  EMULATOR_CREDENTIALS,
+} from '../src/aws/clients';
 import type { RecordProcessorFactory } from '../src/record-processor';
 import { createKclWorker } from '../src/worker';
 import { workflowBundle } from '../test/helpers/bundle';
@@ -43,12 +48,15 @@ function benchProcessor(config: WorkerChildConfig): RecordProcessorFactory {
       let bytes = 0;
       let lagMaxMs = 0;
       let lagSumMs = 0;
+      const lagsMs: number[] = [];
+      const timed = config.processorMode !== 'count';
       for (const record of records) {
         bytes += record.data.byteLength;
-        if (config.processorMode === 'lag') {
+        if (timed) {
           const lag = at - putTime(record.data);
           if (lag > lagMaxMs) lagMaxMs = lag;
           lagSumMs += lag;
+          if (config.processorMode === 'latency') lagsMs.push(lag);
         }
       }
       if (records.length > 0) await checkpointer.checkpoint();
@@ -60,7 +68,8 @@ function benchProcessor(config: WorkerChildConfig): RecordProcessorFactory {
         records: records.length,
         bytes,
         at,
-        ...(config.processorMode === 'lag' ? { lagMaxMs, lagSumMs } : {}),
+        ...(timed ? { lagMaxMs, lagSumMs } : {}),
+        ...(config.processorMode === 'latency' ? { lagsMs } : {}),
       });
     },
     async shutdown(input) {
@@ -95,6 +104,8 @@ async function main(): Promise<void> {
     aws: {
       kinesis: countCommands(createKinesisClient(aws), commands),
       dynamoDb: countCommands(createDynamoDbClient(aws), commands),
+      // For `retrieval: 'fan-out'` (SubscribeToShard over HTTP/2); opens no session until a shard subscribes.
+      kinesisFanOut: countCommands(createFanOutKinesisClient(aws), commands),
     },
     workflowBundle: await workflowBundle(),
     ...(config.stickyQueueScheduleToStartTimeoutMs !== undefined

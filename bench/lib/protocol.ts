@@ -16,7 +16,9 @@ export type ProcessorMode =
   /** Counts records and bytes, checkpoints the end of every batch. */
   | 'count'
   /** As `count`, and reads the put time (13 ASCII digits, epoch ms) that starts every record's data to report lag. */
-  | 'lag';
+  | 'lag'
+  /** As `lag`, and reports every record's lag (`lagsMs`), for percentiles. */
+  | 'latency';
 
 export interface WorkerChildConfig extends StackEndpoints {
   taskQueue: string;
@@ -39,6 +41,8 @@ export interface BatchReport {
   /** `lag` mode: put → processRecords, over the batch's records (ms). */
   lagMaxMs?: number;
   lagSumMs?: number;
+  /** `latency` mode: put → processRecords of every record of the batch, in order (ms). */
+  lagsMs?: number[];
 }
 
 export interface WorkerCallCounts {

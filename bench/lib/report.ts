@@ -6,11 +6,13 @@ import type { ActionsResult } from '../actions';
 import type { CostResult } from '../cost';
 import type { CpuResult } from '../cpu';
 import type { FailoverResult } from '../failover';
+import type { FanOutResult } from '../fan-out';
 import type { LatencyResult } from '../latency';
 import type { ScalePoint } from '../scale';
 import type { CrashFailoverResult, ShareDrainResult, StartupResult } from '../scale-out';
 import type { ThroughputResult } from '../throughput';
 import { renderActions, renderCpu } from './report-actions';
+import { renderFanOut } from './report-fan-out';
 import { renderCrashFailover, renderShareDrain, renderStartup } from './report-scale-out';
 
 export interface MachineInfo {
@@ -39,6 +41,7 @@ export interface BenchReport {
   startup?: StartupResult;
   'crash-failover'?: CrashFailoverResult;
   'share-drain'?: ShareDrainResult;
+  'fan-out'?: FanOutResult;
   failures: { measurement: string; error: string }[];
 }
 
@@ -309,6 +312,7 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.startup) out.push(...renderStartup(report.startup));
   if (report['crash-failover']) out.push(...renderCrashFailover(report['crash-failover']));
   if (report['share-drain']) out.push(...renderShareDrain(report['share-drain']));
+  if (report['fan-out']) out.push(...renderFanOut(report['fan-out']));
 
   if (report.failures.length > 0) {
     out.push('## Failures', '', ...report.failures.map((f) => `- ${f.measurement}: \`${f.error.split('\n')[0]}\``), '');
