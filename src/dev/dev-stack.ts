@@ -7,6 +7,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Connection } from '@temporalio/client';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../aws/clients';
 import { KCL_SEARCH_ATTRIBUTES, searchAttributeCliPairs } from '../search-attributes';
+import { startTemporalCluster, type TemporalCluster } from './cluster';
 import { ManagedProcess } from './managed-process';
 import { getFreePort, waitForPort, waitUntil } from './net';
 import { resolveTemporalCli } from './tools';
@@ -17,6 +18,12 @@ export type KinesisEmulator = (typeof KINESIS_EMULATORS)[number];
 
 export interface DevStackOptions {
   temporal?: {
+    /**
+     * A real Temporal cluster instead of the dev server: PostgreSQL and the four services as separate processes (see
+     * src/dev/cluster.ts; `dbFilename` does not apply, `metricsPort` neither: each service serves its own metrics).
+     * @default false
+     */
+    cluster?: boolean;
     /** gRPC port. @default a free port */
     port?: number;
     /** Web UI port. @default a free port */
@@ -77,6 +84,8 @@ export interface DevStack {
     metricsUrl: string | undefined;
     /** The dev server's process id (to measure it); undefined when the SDK runs a downloaded server. */
     pid: number | undefined;
+    /** The cluster's processes, ports and restarts, when `cluster` was asked for. */
+    cluster?: TemporalCluster;
   };
   kinesisEndpoint: string;
   kinesisEmulator: KinesisEmulator;
@@ -118,6 +127,31 @@ async function startTemporal(
   started: Stoppable[],
 ): Promise<DevStack['temporal']> {
   const namespace = options.namespace ?? 'default';
+  if (options.cluster) {
+    const cluster = await startTemporalCluster({
+      namespace,
+      ...(options.port === undefined ? {} : { frontendPort: options.port }),
+      ...(options.uiPort === undefined ? {} : { uiPort: options.uiPort }),
+      ...(options.headless ? { headless: true } : {}),
+      ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+      ...(options.uiCodecEndpoint ? { uiCodecEndpoint: options.uiCodecEndpoint } : {}),
+      ...(options.dynamicConfig ? { dynamicConfig: options.dynamicConfig } : {}),
+      logDir,
+      provision,
+      unref,
+      log,
+    });
+    started.push({ name: 'temporal cluster', stop: () => cluster.stop() });
+    return {
+      address: cluster.address,
+      namespace,
+      uiUrl: cluster.uiUrl,
+      // The frontend counts the `action`s (the other services have no such series).
+      metricsUrl: cluster.services.frontend.metricsUrl,
+      pid: cluster.services.frontend.pid,
+      cluster,
+    };
+  }
   const port = options.port ?? (await getFreePort());
   const headless = options.headless ?? false;
   const uiPort = headless ? undefined : (options.uiPort ?? (await getFreePort()));

@@ -1,0 +1,543 @@
+/**
+ * A real Temporal cluster on one host, for `temporal-kcl dev --cluster` (`npm run cluster`) and `npm run test:cluster`:
+ * PostgreSQL from the system (an unprivileged instance in a temporary directory), the schema set up with Temporal's SQL
+ * tool, and the four Temporal services (history, matching, frontend, worker) as separate processes with SQL visibility,
+ * plus the Web UI in front of the frontend. Everything runs from `temporal-kcl-cluster` (tools/temporal-cluster).
+ *
+ * Each service can be killed and started again with the same configuration (`restart`), as a test of what a consumer
+ * lives through when a Temporal service restarts.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
+import { temporal } from '@temporalio/proto';
+import { ToolUnavailableError } from '../errors';
+import { KCL_SEARCH_ATTRIBUTES } from '../search-attributes';
+import { ManagedProcess } from './managed-process';
+import { getFreeLowPort, waitForPort, waitUntil } from './net';
+import { resolveTemporalCluster } from './tools';
+
+/** The Temporal services, in the order they start (history first: the others look it up in the ring). */
+export const CLUSTER_SERVICES = ['history', 'matching', 'frontend', 'worker'] as const;
+export type ClusterService = (typeof CLUSTER_SERVICES)[number];
+
+export interface TemporalClusterOptions {
+  /** @default 'default' */
+  namespace?: string;
+  /** Frontend gRPC port. @default a free port */
+  frontendPort?: number;
+  /** Web UI port. @default a free port */
+  uiPort?: number;
+  /** Run without the Web UI. @default false */
+  headless?: boolean;
+  /** Server log level. @default 'warn' */
+  logLevel?: string;
+  /** Codec server the Web UI calls to decode payloads. @default none */
+  uiCodecEndpoint?: string;
+  /** Dynamic config values (file-based, polled every 10 s), on top of the dev server's defaults. @default none */
+  dynamicConfig?: Record<string, unknown>;
+  /** History shards (fixed for the life of the database). @default 4 */
+  numHistoryShards?: number;
+  /** Directory for the logs. @default the run directory's logs/ */
+  logDir?: string;
+  /** Build `temporal-kcl-cluster` when it is not cached. @default true */
+  provision?: boolean;
+  /** Do not keep the process alive for the cluster's sake (the exit hook still kills it). @default false */
+  unref?: boolean;
+  /** Receives one line per step. @default no output */
+  log?: (line: string) => void;
+}
+
+export interface ClusterServiceInfo {
+  grpcPort: number;
+  membershipPort: number;
+  metricsUrl: string;
+  /** The running process's id; undefined while the service is down. */
+  pid: number | undefined;
+}
+
+export interface TemporalCluster {
+  address: string;
+  namespace: string;
+  uiUrl: string | undefined;
+  /** Each service's Prometheus endpoint (the `action` counter is the frontend's). */
+  services: Record<ClusterService, ClusterServiceInfo>;
+  postgres: { url: string; dataDir: string; pid: number | undefined; version: string };
+  /** The run directory: config/, logs/, pgdata/ (removed by `stop`). */
+  runDir: string;
+  logDir: string;
+  /** The server version (e.g. 1.29.1). */
+  serverVersion: string;
+  /**
+   * Kills one service (SIGKILL by default) and, once it has exited, starts it again with the same configuration and
+   * ports; resolves when it serves again (the frontend: a namespace lookup answers; the others: their gRPC port).
+   */
+  restart(service: ClusterService, signal?: NodeJS.Signals): Promise<{ downMs: number; upMs: number }>;
+  /** Stops the services, the UI, then PostgreSQL, and removes the run directory. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** The Temporal CLI dev server's dynamic config, plus what temporal-kcl's tests rely on. */
+const DYNAMIC_CONFIG_DEFAULTS: Record<string, unknown> = {
+  'history.hostLevelCacheMaxSize': 8096,
+  'frontend.namespaceRPS.visibility': 100,
+  'limit.maxIDLength': 255,
+  'frontend.enableUpdateWorkflowExecution': true,
+  'frontend.enableExecuteMultiOperation': true,
+};
+
+/** The newest PostgreSQL installed from Debian packages (`/usr/lib/postgresql/<major>/bin`). */
+function findPostgres(): string | undefined {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const majors = readdirSync(base)
+    .filter((name) => /^\d+$/.test(name) && existsSync(join(base, name, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
+  return majors[0] === undefined ? undefined : join(base, majors[0], 'bin');
+}
+
+function execFileText(command: string, args: string[], options: { uid?: number; gid?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { ...options, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')}: ${error.message}\n${stderr || stdout}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** PostgreSQL's bin directory; as root, installs Debian's `postgresql` package when it is missing. */
+async function postgresBin(log: (line: string) => void): Promise<string> {
+  const found = findPostgres();
+  if (found) return found;
+  if (!isRoot()) {
+    throw new ToolUnavailableError(
+      'postgresql',
+      'not installed (no /usr/lib/postgresql/<version>/bin/initdb): sudo apt-get install -y postgresql',
+    );
+  }
+  log('postgresql: not installed; apt-get install -y postgresql');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (args: string[]) =>
+    new Promise<void>((resolve, reject) =>
+      execFile('apt-get', args, { env, maxBuffer: 64 * 1024 * 1024 }, (error, _out, stderr) =>
+        error ? reject(new Error(`apt-get ${args.join(' ')}: ${stderr || error.message}`)) : resolve(),
+      ),
+    );
+  try {
+    await apt(['install', '-y', '-qq', 'postgresql']);
+  } catch {
+    await apt(['update', '-qq']);
+    await apt(['install', '-y', '-qq', 'postgresql']);
+  }
+  const installed = findPostgres();
+  if (!installed) throw new ToolUnavailableError('postgresql', 'apt-get install postgresql left no initdb behind');
+  return installed;
+}
+
+/** initdb and postgres refuse to run as root: as root, they run as the `postgres` user the Debian package creates. */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (!isRoot()) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch (error) {
+    throw new ToolUnavailableError('postgresql', 'running as root, and there is no `postgres` user to run it as', {
+      cause: error,
+    });
+  }
+}
+
+function yamlValue(value: unknown): string {
+  return JSON.stringify(value);
+}
+
+function baseConfig(ports: Ports, numHistoryShards: number, logLevel: string, dynamicConfigFile: string): string {
+  const datastore = (database: string, conns: number) => `      sql:
+        pluginName: postgres12
+        databaseName: ${database}
+        connectAddr: "127.0.0.1:${ports.postgres}"
+        connectProtocol: tcp
+        user: temporal
+        password: ""
+        maxConns: ${conns}
+        maxIdleConns: ${conns}
+        maxConnLifetime: 1h`;
+  const rpc = (service: ClusterService) =>
+    `    rpc: { grpcPort: ${ports.grpc[service]}, membershipPort: ${ports.membership[service]}, ` +
+    `${service === 'frontend' ? `httpPort: ${ports.frontendHttp}, ` : ''}bindOnIP: 127.0.0.1 }`;
+  return `# Written by temporal-kcl (src/dev/cluster.ts): four services on one host, one PostgreSQL.
+log:
+  stdout: true
+  level: ${logLevel}
+persistence:
+  defaultStore: postgres-default
+  visibilityStore: postgres-visibility
+  numHistoryShards: ${numHistoryShards}
+  datastores:
+    postgres-default:
+${datastore('temporal', 20)}
+    postgres-visibility:
+${datastore('temporal_visibility', 5)}
+global:
+  membership:
+    maxJoinDuration: 30s
+    broadcastAddress: 127.0.0.1
+services:
+${CLUSTER_SERVICES.map((service) => `  ${service}:\n${rpc(service)}`).join('\n')}
+clusterMetadata:
+  enableGlobalNamespace: false
+  failoverVersionIncrement: 10
+  masterClusterName: active
+  currentClusterName: active
+  clusterInformation:
+    active:
+      enabled: true
+      initialFailoverVersion: 1
+      rpcName: frontend
+      rpcAddress: "127.0.0.1:${ports.grpc.frontend}"
+      httpAddress: "127.0.0.1:${ports.frontendHttp}"
+dcRedirectionPolicy:
+  policy: noop
+archival:
+  history: { state: disabled }
+  visibility: { state: disabled }
+namespaceDefaults:
+  archival:
+    history: { state: disabled }
+    visibility: { state: disabled }
+publicClient:
+  hostPort: "127.0.0.1:${ports.grpc.frontend}"
+dynamicConfigClient:
+  filepath: ${yamlValue(dynamicConfigFile)}
+  pollInterval: 10s
+`;
+}
+
+interface Ports {
+  postgres: number;
+  frontendHttp: number;
+  ui: number | undefined;
+  grpc: Record<ClusterService, number>;
+  membership: Record<ClusterService, number>;
+  metrics: Record<ClusterService, number>;
+}
+
+async function portsPerService(first?: number): Promise<Record<ClusterService, number>> {
+  const ports = {} as Record<ClusterService, number>;
+  for (const service of CLUSTER_SERVICES) {
+    ports[service] = service === 'frontend' && first !== undefined ? first : await getFreeLowPort();
+  }
+  return ports;
+}
+
+/**
+ * Starts a Temporal cluster: PostgreSQL, the schema, history, matching, frontend and worker as separate processes, the
+ * Web UI; registers the namespace and temporal-kcl's search attributes. Resolves once a namespace lookup answers
+ * through the frontend. If any part fails to start, what was started is stopped.
+ */
+export async function startTemporalCluster(options: TemporalClusterOptions = {}): Promise<TemporalCluster> {
+  const log = options.log ?? (() => undefined);
+  const namespace = options.namespace ?? 'default';
+  const started = Date.now();
+  const binary = (await resolveTemporalCluster({ build: options.provision ?? true, log })).path;
+  const pgBin = await postgresBin(log);
+  const pgUser = postgresUser();
+  // In the system's temporary directory, not under ~/.cache: as root, the postgres user cannot enter /root.
+  const runDir = mkdtempSync(join(tmpdir(), 'temporal-kcl-cluster-'));
+  const configDir = join(runDir, 'config');
+  const dataDir = join(runDir, 'pgdata');
+  const socketDir = join(runDir, 'pgsock');
+  const logDir = options.logDir ?? join(runDir, 'logs');
+  for (const dir of [configDir, dataDir, socketDir, logDir]) mkdirSync(dir, { recursive: true });
+  if (pgUser) {
+    chownSync(runDir, pgUser.uid, pgUser.gid);
+    for (const dir of [dataDir, socketDir]) chownSync(dir, pgUser.uid, pgUser.gid);
+  }
+
+  // Every port below 32768: membership ports must fit PostgreSQL's SMALLINT; the others too, for one rule.
+  const ports: Ports = {
+    postgres: await getFreeLowPort(),
+    frontendHttp: await getFreeLowPort(),
+    ui: options.headless ? undefined : (options.uiPort ?? (await getFreeLowPort())),
+    grpc: await portsPerService(options.frontendPort),
+    membership: await portsPerService(),
+    metrics: await portsPerService(),
+  };
+  const address = `127.0.0.1:${ports.grpc.frontend}`;
+  const uiUrl = ports.ui === undefined ? undefined : `http://127.0.0.1:${ports.ui}`;
+  const processes = new Map<ClusterService | 'postgres' | 'ui', ManagedProcess>();
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      // Services before PostgreSQL: a service whose database is gone retries for seconds before it exits.
+      await Promise.allSettled([...processes].filter(([name]) => name !== 'postgres').map(([, child]) => child.stop()));
+      await processes.get('postgres')?.stop();
+      rmSync(runDir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    // PostgreSQL: initdb (superuser `temporal`, trust on loopback), then the server in the foreground, owned by us.
+    const pgStarted = Date.now();
+    await execFileText(
+      join(pgBin, 'initdb'),
+      ['-D', dataDir, '-U', 'temporal', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'],
+      pgUser ?? {},
+    );
+    const version = (await execFileText(join(pgBin, 'postgres'), ['--version']))
+      .trim()
+      .replace(/^postgres \(PostgreSQL\) /, '');
+    const postgres = new ManagedProcess({
+      name: 'postgres',
+      command: join(pgBin, 'postgres'),
+      // Test data only: no fsync. cluster_name shows in every backend's process title (see .ci/run).
+      args: [
+        '-D',
+        dataDir,
+        '-p',
+        String(ports.postgres),
+        '-k',
+        socketDir,
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'max_connections=300',
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'cluster_name=temporal-kcl-cluster',
+      ],
+      logFile: join(logDir, 'postgres.log'),
+      ...(pgUser ?? {}),
+      stopSignal: 'SIGINT',
+      unref: options.unref,
+    });
+    processes.set('postgres', postgres);
+    await Promise.race([
+      waitForPort(ports.postgres, 60_000),
+      postgres.exited.then(() => {
+        throw postgres.failure('exited during start-up');
+      }),
+    ]);
+    log(`postgres ${version}: 127.0.0.1:${ports.postgres} (data in ${dataDir}) after ${Date.now() - pgStarted} ms`);
+
+    // The schema, from the SQL tool's embedded schema files.
+    const schemaStarted = Date.now();
+    const sql = ['sql-tool', '--ep', '127.0.0.1', '-p', String(ports.postgres), '-u', 'temporal', '--pl', 'postgres12'];
+    for (const [database, schema] of [
+      ['temporal', 'postgresql/v12/temporal'],
+      ['temporal_visibility', 'postgresql/v12/visibility'],
+    ] as const) {
+      await execFileText(binary, [...sql, '--db', database, 'create-database']);
+      await execFileText(binary, [...sql, '--db', database, 'setup-schema', '-v', '0.0']);
+      await execFileText(binary, [...sql, '--db', database, 'update-schema', '--schema-name', schema]);
+    }
+    log(`schema: temporal and temporal_visibility set up in ${Date.now() - schemaStarted} ms`);
+
+    // One config directory: base.yaml for all, <service>.yaml (loaded with --env <service>) for its metrics port.
+    const dynamicConfigFile = join(configDir, 'dynamicconfig.yaml');
+    writeFileSync(
+      dynamicConfigFile,
+      Object.entries({ ...DYNAMIC_CONFIG_DEFAULTS, ...options.dynamicConfig })
+        .map(([key, value]) => `${key}:\n  - value: ${yamlValue(value)}\n`)
+        .join(''),
+    );
+    writeFileSync(
+      join(configDir, 'base.yaml'),
+      baseConfig(ports, options.numHistoryShards ?? 4, options.logLevel ?? 'warn', dynamicConfigFile),
+    );
+    for (const service of CLUSTER_SERVICES) {
+      writeFileSync(
+        join(configDir, `${service}.yaml`),
+        `global:\n  metrics:\n    prometheus:\n      framework: tally\n      timerType: histogram\n      listenAddress: "127.0.0.1:${ports.metrics[service]}"\n`,
+      );
+    }
+    const serverVersion = (await execFileText(binary, ['server', '--version'])).trim().split(' ').at(-1) ?? '?';
+
+    const servicesStarted = Date.now();
+    const startService = (service: ClusterService) => {
+      const args = ['server', '--root', runDir, '--config', 'config', '--env', service, '--allow-no-auth'];
+      const child = new ManagedProcess({
+        name: `temporal ${service}`,
+        command: binary,
+        args: [...args, 'start', '--service', service],
+        logFile: join(logDir, `${service}.log`),
+        unref: options.unref,
+      });
+      processes.set(service, child);
+      return child;
+    };
+    for (const service of CLUSTER_SERVICES) startService(service);
+    if (ports.ui !== undefined) {
+      processes.set(
+        'ui',
+        new ManagedProcess({
+          name: 'temporal ui',
+          command: binary,
+          args: [
+            'ui-server',
+            '--ip',
+            '127.0.0.1',
+            '--port',
+            String(ports.ui),
+            '--frontend',
+            address,
+            ...(options.uiCodecEndpoint ? ['--codec-endpoint', options.uiCodecEndpoint] : []),
+          ],
+          logFile: join(logDir, 'ui.log'),
+          unref: options.unref,
+        }),
+      );
+    }
+    const exitedEarly = Promise.race(
+      [...processes].map(([, child]) =>
+        child.exited.then(() => {
+          throw child.failure('exited during start-up');
+        }),
+      ),
+    );
+    exitedEarly.catch(() => undefined);
+    await Promise.race([registerNamespace(address, namespace, log), exitedEarly]);
+    if (uiUrl) {
+      await Promise.race([
+        waitUntil(
+          'temporal web UI',
+          async () => {
+            const response = await fetch(uiUrl);
+            if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          },
+          60_000,
+          200,
+        ),
+        exitedEarly,
+      ]);
+    }
+    log(
+      `temporal cluster ${serverVersion}: 4 services serving after ${Date.now() - servicesStarted} ms ` +
+        `(${Date.now() - started} ms in all)`,
+    );
+
+    const services = Object.fromEntries(
+      CLUSTER_SERVICES.map((service) => [
+        service,
+        {
+          grpcPort: ports.grpc[service],
+          membershipPort: ports.membership[service],
+          metricsUrl: `http://127.0.0.1:${ports.metrics[service]}/metrics`,
+          get pid() {
+            const child = processes.get(service);
+            return child && !child.hasExited ? child.pid : undefined;
+          },
+        },
+      ]),
+    ) as Record<ClusterService, ClusterServiceInfo>;
+
+    return {
+      address,
+      namespace,
+      uiUrl,
+      services,
+      postgres: {
+        url: `postgres://temporal@127.0.0.1:${ports.postgres}`,
+        dataDir,
+        get pid() {
+          return postgres.hasExited ? undefined : postgres.pid;
+        },
+        version,
+      },
+      runDir,
+      logDir,
+      serverVersion,
+      async restart(service, signal = 'SIGKILL') {
+        const old = processes.get(service);
+        const stopped = Date.now();
+        if (old && !old.hasExited) {
+          old.child.kill(signal);
+          await old.exited;
+        }
+        const downMs = Date.now() - stopped;
+        const restarted = Date.now();
+        const child = startService(service);
+        const exited = child.exited.then(() => {
+          throw child.failure('exited after a restart');
+        });
+        exited.catch(() => undefined);
+        await Promise.race([
+          service === 'frontend'
+            ? registerNamespace(address, namespace, () => undefined)
+            : waitForPort(ports.grpc[service], 60_000),
+          exited,
+        ]);
+        return { downMs, upMs: Date.now() - restarted };
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Registers the namespace (retention 1 day) and temporal-kcl's search attributes through the frontend, waiting for it
+ * to serve; idempotent (a namespace or attribute already there is fine).
+ */
+async function registerNamespace(address: string, namespace: string, log: (line: string) => void): Promise<void> {
+  const [host, port] = address.split(':');
+  await waitForPort(Number(port), 60_000, host);
+  const connection = await waitUntil('temporal frontend', () => Connection.connect({ address }), 60_000, 200);
+  try {
+    await waitUntil(
+      'namespace registration',
+      async () => {
+        try {
+          await connection.workflowService.registerNamespace({
+            namespace,
+            workflowExecutionRetentionPeriod: msToTs('1 day'),
+          });
+          log(`temporal cluster: namespace ${namespace} registered`);
+        } catch (error) {
+          if (!/already exists/i.test(error instanceof Error ? error.message : String(error))) throw error;
+        }
+      },
+      60_000,
+      250,
+    );
+    await waitUntil('namespace', () => connection.workflowService.describeNamespace({ namespace }), 60_000, 200);
+    const types = new Map<string, temporal.api.enums.v1.IndexedValueType>(
+      KCL_SEARCH_ATTRIBUTES.map((key) => [
+        key.name,
+        temporal.api.enums.v1.IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`],
+      ]),
+    );
+    const wanted = [...types.keys()];
+    await waitUntil(
+      'search attributes',
+      async () => {
+        const listed = await connection.operatorService.listSearchAttributes({ namespace });
+        const missing = wanted.filter((name) => !(name in (listed.customAttributes ?? {})));
+        if (missing.length === 0) return;
+        await connection.operatorService.addSearchAttributes({
+          namespace,
+          searchAttributes: Object.fromEntries(missing.map((name) => [name, types.get(name)!])),
+        });
+        throw new Error(`added ${missing.join(', ')}; checking again`);
+      },
+      60_000,
+      250,
+    );
+  } finally {
+    await connection.close();
+  }
+}
