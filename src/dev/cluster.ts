@@ -378,7 +378,16 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
       processes.set(service, child);
       return child;
     };
-    for (const service of CLUSTER_SERVICES) startService(service);
+    // History first, alone: on a fresh database the first service to start writes the cluster metadata record, and
+    // services that start at the same moment race to insert it ("failed to initialize current cluster metadata").
+    const history = startService('history');
+    await Promise.race([
+      waitForPort(ports.grpc.history, 60_000),
+      history.exited.then(() => {
+        throw history.failure('exited during start-up');
+      }),
+    ]);
+    for (const service of CLUSTER_SERVICES.filter((name) => name !== 'history')) startService(service);
     if (ports.ui !== undefined) {
       processes.set(
         'ui',
