@@ -80,9 +80,14 @@ export interface DevStack {
     address: string;
     namespace: string;
     uiUrl: string | undefined;
-    /** `http://127.0.0.1:<metricsPort>/metrics` when `metricsPort` was given. */
+    /** `http://127.0.0.1:<metricsPort>/metrics` when `metricsPort` was given; on a cluster, the frontend's. */
     metricsUrl: string | undefined;
-    /** The dev server's process id (to measure it); undefined when the SDK runs a downloaded server. */
+    /** On a cluster: every service's metrics endpoint (sum a counter over them). */
+    metricsUrls?: string[];
+    /**
+     * The dev server's process id (to measure it); undefined when the SDK runs a downloaded server, and on a cluster
+     * (several processes: see `cluster.services`).
+     */
     pid: number | undefined;
     /** The cluster's processes, ports and restarts, when `cluster` was asked for. */
     cluster?: TemporalCluster;
@@ -146,9 +151,10 @@ async function startTemporal(
       address: cluster.address,
       namespace,
       uiUrl: cluster.uiUrl,
-      // The frontend counts the `action`s (the other services have no such series).
+      // The frontend counts the `action`s (the other services have no such series today).
       metricsUrl: cluster.services.frontend.metricsUrl,
-      pid: cluster.services.frontend.pid,
+      metricsUrls: Object.values(cluster.services).map((service) => service.metricsUrl),
+      pid: undefined,
       cluster,
     };
   }
