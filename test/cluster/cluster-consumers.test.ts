@@ -340,7 +340,7 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
       freshMs: number;
     }[] = [];
     let watch: CliProcess | undefined;
-    let watchMs = 0;
+    const watchMs: number[] = [];
     try {
       await Promise.all([run.addWorker(), run.addWorker()]);
       await run.start();
@@ -384,12 +384,13 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
       // status --watch kept going through the frontend's restart: still running, fresh lines after the frontend came back.
       const frontend = restarts.at(-1)!;
       for (const deadline = frontend.upAt + 20_000; jsonLines().length < watchLinesAtUp + 2; await sleep(50)) {
+        if (watchMs.length === 0 && jsonLines().length > watchLinesAtUp) watchMs.push(Date.now() - frontend.at);
         assert.ok(
           Date.now() < deadline,
           `status --watch printed no fresh status within 20 s of the frontend's restart:\n${watch.stderr()}`,
         );
       }
-      watchMs = Date.now() - frontend.at;
+      watchMs.push(Date.now() - frontend.at);
       const watchLines = jsonLines();
       const latest = JSON.parse(watchLines.at(-1)!) as { shards: { shardId: string; state: string }[] };
       assert.equal(latest.shards.length, 4);
@@ -434,7 +435,7 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
               (r) => `${r.service} down ${r.downMs} ms, up ${r.upMs} ms, fresh delivery ${r.freshMs} ms after the kill`,
             )
             .join('; ') +
-          `; status --watch: 2 fresh statuses ${watchMs} ms after the frontend's kill`,
+          `; status --watch: fresh statuses ${watchMs.join(' and ')} ms after the frontend's kill`,
       );
       assertGuarantees(report, allowed);
       assert.ok(figures.duplicates <= bound, `${figures.duplicates} duplicates, bound ${bound}`);
