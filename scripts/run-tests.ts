@@ -23,20 +23,20 @@ const PER_EXECUTION = /^test\/(integration|reliability|cli)\//;
 /** CLI tests that start no consumer. */
 const NO_CONSUMER = /^test\/cli\/cli-(dev|errors)\.test\.ts$/;
 
-/** Suites with runners of their own, left out of a run of the whole of test/. */
+/** Suites with runners of their own: left out when a directory above them is run, run only when named. */
 const OWN_RUNNER = new Set(['test/cluster']);
 
 function testFiles(targets: string[]): string[] {
   const files: string[] = [];
-  const visit = (path: string) => {
-    if (targets.length === 0 && OWN_RUNNER.has(relative(root, path))) return;
+  const visit = (path: string, named = false) => {
+    if (!named && OWN_RUNNER.has(relative(root, path))) return;
     if (statSync(path).isDirectory()) {
       for (const entry of readdirSync(path).sort()) visit(join(path, entry));
     } else if (/\.test\.ts$/.test(path)) {
       files.push(relative(root, path));
     }
   };
-  for (const target of targets.length > 0 ? targets : ['test']) visit(resolve(root, target));
+  for (const target of targets.length > 0 ? targets : ['test']) visit(resolve(root, target), true);
   return files;
 }
 
