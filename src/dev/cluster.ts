@@ -7,22 +7,20 @@
  * Each service can be killed and started again with the same configuration (`restart`), as a test of what a consumer
  * lives through when a Temporal service restarts.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
-import { ToolUnavailableError } from '../errors';
 import { KCL_SEARCH_ATTRIBUTES } from '../search-attributes';
+import { CLUSTER_SERVICES, type ClusterPorts, type ClusterService, writeClusterConfig } from './cluster-config';
 import { ManagedProcess } from './managed-process';
 import { getFreeLowPort, waitForPort, waitUntil } from './net';
+import { execFileText, postgresBin, postgresUser, startPostgres } from './postgres';
 import { resolveTemporalCluster } from './tools';
 
-/** The Temporal services, in the order they start (history first: the others look it up in the ring). */
-export const CLUSTER_SERVICES = ['history', 'matching', 'frontend', 'worker'] as const;
-export type ClusterService = (typeof CLUSTER_SERVICES)[number];
+export { CLUSTER_SERVICES, type ClusterService } from './cluster-config';
 
 export interface TemporalClusterOptions {
   /** @default 'default' */
@@ -80,154 +78,6 @@ export interface TemporalCluster {
   stop(): Promise<void>;
 }
 
-/** The Temporal CLI dev server's dynamic config, plus what temporal-kcl's tests rely on. */
-const DYNAMIC_CONFIG_DEFAULTS: Record<string, unknown> = {
-  'history.hostLevelCacheMaxSize': 8096,
-  'frontend.namespaceRPS.visibility': 100,
-  'limit.maxIDLength': 255,
-  'frontend.enableUpdateWorkflowExecution': true,
-  'frontend.enableExecuteMultiOperation': true,
-};
-
-/** The newest PostgreSQL installed from Debian packages (`/usr/lib/postgresql/<major>/bin`). */
-function findPostgres(): string | undefined {
-  const base = '/usr/lib/postgresql';
-  if (!existsSync(base)) return undefined;
-  const majors = readdirSync(base)
-    .filter((name) => /^\d+$/.test(name) && existsSync(join(base, name, 'bin', 'initdb')))
-    .sort((a, b) => Number(b) - Number(a));
-  return majors[0] === undefined ? undefined : join(base, majors[0], 'bin');
-}
-
-function execFileText(command: string, args: string[], options: { uid?: number; gid?: number } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { ...options, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(' ')}: ${error.message}\n${stderr || stdout}`));
-      else resolve(stdout);
-    });
-  });
-}
-
-const isRoot = () => process.getuid?.() === 0;
-
-/** PostgreSQL's bin directory; as root, installs Debian's `postgresql` package when it is missing. */
-async function postgresBin(log: (line: string) => void): Promise<string> {
-  const found = findPostgres();
-  if (found) return found;
-  if (!isRoot()) {
-    throw new ToolUnavailableError(
-      'postgresql',
-      'not installed (no /usr/lib/postgresql/<version>/bin/initdb): sudo apt-get install -y postgresql',
-    );
-  }
-  log('postgresql: not installed; apt-get install -y postgresql');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const apt = (args: string[]) =>
-    new Promise<void>((resolve, reject) =>
-      execFile('apt-get', args, { env, maxBuffer: 64 * 1024 * 1024 }, (error, _out, stderr) =>
-        error ? reject(new Error(`apt-get ${args.join(' ')}: ${stderr || error.message}`)) : resolve(),
-      ),
-    );
-  try {
-    await apt(['install', '-y', '-qq', 'postgresql']);
-  } catch {
-    await apt(['update', '-qq']);
-    await apt(['install', '-y', '-qq', 'postgresql']);
-  }
-  const installed = findPostgres();
-  if (!installed) throw new ToolUnavailableError('postgresql', 'apt-get install postgresql left no initdb behind');
-  return installed;
-}
-
-/** initdb and postgres refuse to run as root: as root, they run as the `postgres` user the Debian package creates. */
-function postgresUser(): { uid: number; gid: number } | undefined {
-  if (!isRoot()) return undefined;
-  try {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-    return { uid, gid };
-  } catch (error) {
-    throw new ToolUnavailableError('postgresql', 'running as root, and there is no `postgres` user to run it as', {
-      cause: error,
-    });
-  }
-}
-
-function yamlValue(value: unknown): string {
-  return JSON.stringify(value);
-}
-
-function baseConfig(ports: Ports, numHistoryShards: number, logLevel: string, dynamicConfigFile: string): string {
-  const datastore = (database: string, conns: number) => `      sql:
-        pluginName: postgres12
-        databaseName: ${database}
-        connectAddr: "127.0.0.1:${ports.postgres}"
-        connectProtocol: tcp
-        user: temporal
-        password: ""
-        maxConns: ${conns}
-        maxIdleConns: ${conns}
-        maxConnLifetime: 1h`;
-  const rpc = (service: ClusterService) =>
-    `    rpc: { grpcPort: ${ports.grpc[service]}, membershipPort: ${ports.membership[service]}, ` +
-    `${service === 'frontend' ? `httpPort: ${ports.frontendHttp}, ` : ''}bindOnIP: 127.0.0.1 }`;
-  return `# Written by temporal-kcl (src/dev/cluster.ts): four services on one host, one PostgreSQL.
-log:
-  stdout: true
-  level: ${logLevel}
-persistence:
-  defaultStore: postgres-default
-  visibilityStore: postgres-visibility
-  numHistoryShards: ${numHistoryShards}
-  datastores:
-    postgres-default:
-${datastore('temporal', 20)}
-    postgres-visibility:
-${datastore('temporal_visibility', 5)}
-global:
-  membership:
-    maxJoinDuration: 30s
-    broadcastAddress: 127.0.0.1
-services:
-${CLUSTER_SERVICES.map((service) => `  ${service}:\n${rpc(service)}`).join('\n')}
-clusterMetadata:
-  enableGlobalNamespace: false
-  failoverVersionIncrement: 10
-  masterClusterName: active
-  currentClusterName: active
-  clusterInformation:
-    active:
-      enabled: true
-      initialFailoverVersion: 1
-      rpcName: frontend
-      rpcAddress: "127.0.0.1:${ports.grpc.frontend}"
-      httpAddress: "127.0.0.1:${ports.frontendHttp}"
-dcRedirectionPolicy:
-  policy: noop
-archival:
-  history: { state: disabled }
-  visibility: { state: disabled }
-namespaceDefaults:
-  archival:
-    history: { state: disabled }
-    visibility: { state: disabled }
-publicClient:
-  hostPort: "127.0.0.1:${ports.grpc.frontend}"
-dynamicConfigClient:
-  filepath: ${yamlValue(dynamicConfigFile)}
-  pollInterval: 10s
-`;
-}
-
-interface Ports {
-  postgres: number;
-  frontendHttp: number;
-  ui: number | undefined;
-  grpc: Record<ClusterService, number>;
-  membership: Record<ClusterService, number>;
-  metrics: Record<ClusterService, number>;
-}
-
 async function portsPerService(first?: number): Promise<Record<ClusterService, number>> {
   const ports = {} as Record<ClusterService, number>;
   for (const service of CLUSTER_SERVICES) {
@@ -261,7 +111,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
   }
 
   // Every port below 32768: membership ports must fit PostgreSQL's SMALLINT; the others too, for one rule.
-  const ports: Ports = {
+  const ports: ClusterPorts = {
     postgres: await getFreeLowPort(),
     frontendHttp: await getFreeLowPort(),
     ui: options.headless ? undefined : (options.uiPort ?? (await getFreeLowPort())),
@@ -284,52 +134,17 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
   };
 
   try {
-    // PostgreSQL: initdb (superuser `temporal`, trust on loopback), then the server in the foreground, owned by us.
     const pgStarted = Date.now();
-    await execFileText(
-      join(pgBin, 'initdb'),
-      ['-D', dataDir, '-U', 'temporal', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'],
-      pgUser ?? {},
-    );
-    const version = (await execFileText(join(pgBin, 'postgres'), ['--version']))
-      .trim()
-      .replace(/^postgres \(PostgreSQL\) /, '');
-    const postgres = new ManagedProcess({
-      name: 'postgres',
-      command: join(pgBin, 'postgres'),
-      // Test data only: no fsync. cluster_name shows in every backend's process title (see .ci/run).
-      args: [
-        '-D',
-        dataDir,
-        '-p',
-        String(ports.postgres),
-        '-k',
-        socketDir,
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        'max_connections=300',
-        '-c',
-        'fsync=off',
-        '-c',
-        'synchronous_commit=off',
-        '-c',
-        'full_page_writes=off',
-        '-c',
-        'cluster_name=temporal-kcl-cluster',
-      ],
+    const { postgres, version } = await startPostgres({
+      bin: pgBin,
+      user: pgUser,
+      dataDir,
+      socketDir,
+      port: ports.postgres,
       logFile: join(logDir, 'postgres.log'),
-      ...(pgUser ?? {}),
-      stopSignal: 'SIGINT',
       unref: options.unref,
     });
     processes.set('postgres', postgres);
-    await Promise.race([
-      waitForPort(ports.postgres, 60_000),
-      postgres.exited.then(() => {
-        throw postgres.failure('exited during start-up');
-      }),
-    ]);
     log(`postgres ${version}: 127.0.0.1:${ports.postgres} (data in ${dataDir}) after ${Date.now() - pgStarted} ms`);
 
     // The schema, from the SQL tool's embedded schema files.
@@ -345,24 +160,11 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
     }
     log(`schema: temporal and temporal_visibility set up in ${Date.now() - schemaStarted} ms`);
 
-    // One config directory: base.yaml for all, <service>.yaml (loaded with --env <service>) for its metrics port.
-    const dynamicConfigFile = join(configDir, 'dynamicconfig.yaml');
-    writeFileSync(
-      dynamicConfigFile,
-      Object.entries({ ...DYNAMIC_CONFIG_DEFAULTS, ...options.dynamicConfig })
-        .map(([key, value]) => `${key}:\n  - value: ${yamlValue(value)}\n`)
-        .join(''),
-    );
-    writeFileSync(
-      join(configDir, 'base.yaml'),
-      baseConfig(ports, options.numHistoryShards ?? 4, options.logLevel ?? 'warn', dynamicConfigFile),
-    );
-    for (const service of CLUSTER_SERVICES) {
-      writeFileSync(
-        join(configDir, `${service}.yaml`),
-        `global:\n  metrics:\n    prometheus:\n      framework: tally\n      timerType: histogram\n      listenAddress: "127.0.0.1:${ports.metrics[service]}"\n`,
-      );
-    }
+    writeClusterConfig(configDir, ports, {
+      numHistoryShards: options.numHistoryShards ?? 4,
+      logLevel: options.logLevel ?? 'warn',
+      dynamicConfig: options.dynamicConfig,
+    });
     const serverVersion = (await execFileText(binary, ['server', '--version'])).trim().split(' ').at(-1) ?? '?';
 
     const servicesStarted = Date.now();
