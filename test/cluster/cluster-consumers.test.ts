@@ -100,6 +100,10 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
         { TERMINATE: 3, REQUESTED: 4 },
         'parents ended at shard end, the rest on request',
       );
+      for (const worker of await run.stopWorkers()) {
+        assert.deepEqual(worker.exit, { code: 0, signal: null }, `worker ${worker.pid} stops gracefully`);
+        assert.ok(worker.ms < 20_000, `worker ${worker.pid} stopped within its 20 s grace (${worker.ms} ms)`);
+      }
     } finally {
       await run.close();
     }
@@ -181,7 +185,9 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
       await run.producer!.stop();
       run.log(`stopped producing: ${run.producer!.produced.size} user records`);
       const drainMs = await run.drain();
+      const watchStopping = Date.now();
       const stopped = await watch.kill('SIGINT');
+      run.log(`status --watch ended ${Date.now() - watchStopping} ms after SIGINT`);
       assert.deepEqual(stopped, { code: 0, signal: null }, 'status --watch ends cleanly on Ctrl-C');
 
       // Assess
@@ -220,6 +226,10 @@ describe('temporal-kcl on a real Temporal cluster (4 services on PostgreSQL)', (
       assert.ok(figures.duplicates <= bound, `${figures.duplicates} duplicates, bound ${bound}`);
       assert.equal(result!.started, 4);
       assert.deepEqual(result!.ended, { REQUESTED: 4 }, 'every shard consumer ran until it was stopped');
+      for (const worker of await run.stopWorkers()) {
+        assert.deepEqual(worker.exit, { code: 0, signal: null }, `worker ${worker.pid} stops gracefully`);
+        assert.ok(worker.ms < 20_000, `worker ${worker.pid} stopped within its 20 s grace (${worker.ms} ms)`);
+      }
       assert.equal(frontend.service, 'frontend');
     } finally {
       await watch?.kill('SIGKILL').catch(() => undefined);

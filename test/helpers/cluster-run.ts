@@ -178,11 +178,13 @@ export class ClusterRun {
     shards: Shard[];
   }> {
     const { client, kinesis } = this.context;
+    const stopping = Date.now();
     const result = await stopStreamConsumer(client, {
       applicationName: this.applicationName,
       streamName: this.streamName,
       wait: true,
     });
+    this.log(`stream consumer stopped in ${Date.now() - stopping} ms`);
     await this.poller.stop();
     const shards = await listShards(kinesis, this.streamName);
     const parents = new Map<string, string[]>();
@@ -215,10 +217,28 @@ export class ClusterRun {
     return { report, result, lines, shards };
   }
 
+  /**
+   * SIGTERM to every worker not killed by the test (a graceful stop), and how each ended: its exit and the time it took.
+   */
+  async stopWorkers(): Promise<
+    { pid: number; exit: { code: number | null; signal: NodeJS.Signals | null }; ms: number }[]
+  > {
+    const stopping = Date.now();
+    const stopped = await Promise.all(
+      this.workers
+        .filter((worker) => !this.killed(worker))
+        .map(async (worker) => ({ pid: worker.pid, exit: await worker.kill('SIGTERM'), ms: Date.now() - stopping })),
+    );
+    this.log(
+      `workers stopped (SIGTERM): ${stopped.map((w) => `${w.pid} exit ${w.exit.code ?? w.exit.signal} after ${w.ms} ms`).join(', ')}`,
+    );
+    return stopped;
+  }
+
   async close(): Promise<void> {
     await this.producer?.stop().catch(() => undefined);
     await this.poller.stop();
-    await Promise.all(this.workers.map((worker) => worker.kill('SIGTERM').catch(() => worker.kill('SIGKILL'))));
+    await Promise.all(this.workers.map((worker) => worker.kill('SIGKILL')));
   }
 }
 
