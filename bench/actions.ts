@@ -310,13 +310,14 @@ async function measureWindow(
   windowSeconds: number,
   died: Promise<never>,
 ): Promise<ActionsCase> {
-  const { metricsUrl, namespace } = context.stack.temporal;
+  const { metricsUrl, metricsUrls, namespace } = context.stack.temporal;
+  const endpoints = metricsUrls ?? [metricsUrl!];
   await Promise.race([sleep(warmUpSeconds * 1_000), died]);
   const producedBefore = producer?.produced ?? 0;
-  const before = await scrapeActions(metricsUrl!, namespace);
+  const before = await scrapeActions(endpoints, namespace);
   const from = Date.now();
   await Promise.race([sleep(windowSeconds * 1_000), died]);
-  const after = await scrapeActions(metricsUrl!, namespace);
+  const after = await scrapeActions(endpoints, namespace);
   const to = Date.now();
   const producedInWindow = (producer?.produced ?? 0) - producedBefore;
   const seconds = (to - from) / 1_000;
@@ -469,7 +470,8 @@ export async function measureActions(context: BenchContext): Promise<ActionsResu
     for (const execution of context.settings.executions ?? EXECUTIONS) {
       cases.push(...(await measureExecution(context, { child, kinesis }, execution)));
     }
-    return { emulator: 'kinesalite (own process)', metrics: metricsUrl, namespace, cases };
+    const metrics = context.stack.temporal.metricsUrls?.join(' + ') ?? metricsUrl;
+    return { emulator: 'kinesalite (own process)', metrics, namespace, cases };
   } finally {
     kinesis.destroy();
     await child.stop();

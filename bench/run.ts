@@ -1,8 +1,9 @@
 /**
- * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain,fan-out]`: measures temporal-kcl on the local
- * stack and writes bench/results/latest.md and latest.json.
+ * `npm run bench [-- --quick] [-- --only throughput,scale,latency,failover,cost,actions,cpu,startup,crash-failover,share-drain,fan-out]
+ * [-- --temporal dev|cluster]`: measures temporal-kcl on the local stack and writes bench/results/latest.md and latest.json.
  *
- * It starts its own stack (Temporal dev server, headless; kinesalite and dynalite in this process) and its own worker
+ * It starts its own stack (Temporal dev server, headless, or with `--temporal cluster` a real Temporal cluster: four
+ * services on PostgreSQL, see src/dev/cluster.ts; kinesalite and dynalite in this process) and its own worker
  * processes, stops all of them whatever happens (also on Ctrl-C), and exits non-zero if a measurement fails.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -40,6 +41,8 @@ const MEASUREMENTS = [
   'fan-out',
 ] as const;
 type Measurement = (typeof MEASUREMENTS)[number];
+const TEMPORAL_TARGETS = ['dev', 'cluster'] as const;
+type TemporalTarget = (typeof TEMPORAL_TARGETS)[number];
 
 interface Args {
   quick: boolean;
@@ -52,10 +55,11 @@ interface Args {
   crashKills?: number;
   only: Measurement[];
   outDir: string;
+  temporal: TemporalTarget;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: [...MEASUREMENTS], outDir: resolve(__dirname, 'results') };
+  const args: Args = { quick: false, only: [...MEASUREMENTS], outDir: resolve(__dirname, 'results'), temporal: 'dev' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick') args.quick = true;
@@ -67,7 +71,13 @@ function parseArgs(argv: string[]): Args {
       }
       args.only = list as Measurement[];
     } else if (arg === '--out') args.outDir = resolve(argv[++i] ?? '');
-    else if (arg === '--cases') args.cases = new RegExp(argv[++i] ?? '', 'i');
+    else if (arg === '--temporal') {
+      const target = argv[++i] ?? '';
+      if (!(TEMPORAL_TARGETS as readonly string[]).includes(target)) {
+        throw new Error(`--temporal takes ${TEMPORAL_TARGETS.join(' or ')}; got '${target}'`);
+      }
+      args.temporal = target as TemporalTarget;
+    } else if (arg === '--cases') args.cases = new RegExp(argv[++i] ?? '', 'i');
     else if (arg === '--failover-sets') args.failoverSets = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (arg === '--executions') args.executions = parseExecutions(argv[++i] ?? '');
     else if (arg === '--crash-kills') {
@@ -98,6 +108,8 @@ function parseArgs(argv: string[]): Args {
           '  --quick  smaller record counts, fewer repetitions, trials and scale points (a smoke check of a few minutes)\n' +
           '  --only   run only these measurements\n' +
           '  --out    where latest.md and latest.json go (default bench/results)\n' +
+          '  --temporal dev|cluster  the Temporal CLI dev server (default), or a real cluster: frontend, history,\n' +
+          '                         matching and worker as separate processes on PostgreSQL (npm run cluster)\n' +
           '  --cases <regex>        only the throughput cases whose name matches (debugging)\n' +
           '  --repetitions <n>      throughput repetitions (default 3, quick 1)\n' +
           '  --scale-points <list>  shard counts of the scale measurement (default 1,4,16,64; quick 1,8)\n' +
@@ -163,8 +175,8 @@ async function main(): Promise<number> {
     stack = await startDevStack({
       temporal: {
         headless: true,
-        // The `action` counter the actions measurement reads.
-        metricsPort: await getFreePort(),
+        // The `action` counter the actions measurement reads (a cluster's services each serve their own metrics).
+        ...(args.temporal === 'cluster' ? { cluster: true } : { metricsPort: await getFreePort() }),
         // BENCH_TEMPORAL_DYNAMIC_CONFIG='{"key": value}': dev-server dynamic config, for experiments.
         ...(process.env.BENCH_TEMPORAL_DYNAMIC_CONFIG
           ? { dynamicConfig: JSON.parse(process.env.BENCH_TEMPORAL_DYNAMIC_CONFIG) as Record<string, unknown> }
@@ -191,7 +203,10 @@ async function main(): Promise<number> {
     report.settings = {
       kinesisEmulator: `${stack.kinesisEmulator} (in the benchmark process; the scale measurement runs one in a process of its own)`,
       dynamoDbEmulator: 'dynalite (in the benchmark process)',
-      temporal: 'Temporal CLI dev server (headless, in-memory SQLite)',
+      temporal:
+        args.temporal === 'cluster'
+          ? `Temporal cluster (server ${stack.temporal.cluster?.serverVersion}: frontend, history, matching, worker as separate processes; PostgreSQL ${stack.temporal.cluster?.postgres.version}, SQL visibility; headless)`
+          : 'Temporal CLI dev server (headless, in-memory SQLite)',
       workers:
         'temporal-kcl workers in child processes (bench/worker-process.ts), library defaults unless a row says otherwise',
       measurements: args.only.join(', '),

@@ -3,7 +3,8 @@
  * dynalite), runs every test file with node's built-in runner, and tears everything down, also when a test fails or the
  * run is interrupted. Tests find the stack through TEMPORAL_KCL_TEST_* environment variables.
  *
- * Usage: tsx scripts/run-tests.ts [file or directory ...]   (default: test/)
+ * Usage: tsx scripts/run-tests.ts [file or directory ...]   (default: test/, without test/cluster/: that suite needs a
+ * real Temporal cluster and runs with `npm run test:cluster`)
  *
  * Every test file runs under the default execution (per-batch); the suites that start consumers (integration,
  * reliability, CLI) then run a second time under `execution: 'windowed'` (TEMPORAL_KCL_TEST_EXECUTION, read by
@@ -33,16 +34,20 @@ const FAN_OUT = [
 /** CLI tests that start no consumer. */
 const NO_CONSUMER = /^test\/cli\/cli-(dev|errors)\.test\.ts$/;
 
+/** Suites with runners of their own: left out when a directory above them is run, run only when named. */
+const OWN_RUNNER = new Set(['test/cluster']);
+
 function testFiles(targets: string[]): string[] {
   const files: string[] = [];
-  const visit = (path: string) => {
+  const visit = (path: string, named = false) => {
+    if (!named && OWN_RUNNER.has(relative(root, path))) return;
     if (statSync(path).isDirectory()) {
       for (const entry of readdirSync(path).sort()) visit(join(path, entry));
     } else if (/\.test\.ts$/.test(path)) {
       files.push(relative(root, path));
     }
   };
-  for (const target of targets.length > 0 ? targets : ['test']) visit(resolve(root, target));
+  for (const target of targets.length > 0 ? targets : ['test']) visit(resolve(root, target), true);
   return files;
 }
 

@@ -106,11 +106,22 @@ export function sumBy(
   return sums;
 }
 
-/** The `action` counter of one namespace, by `action_type`, as the server reports it now. */
-export async function scrapeActions(metricsUrl: string, namespace: string): Promise<Record<string, number>> {
-  const response = await fetch(metricsUrl);
-  if (!response.ok) throw new Error(`${metricsUrl}: HTTP ${response.status}`);
-  return sumBy(parsePrometheusText(await response.text()), 'action', 'action_type', { namespace });
+/**
+ * The `action` counter of one namespace, by `action_type`, as the server reports it now: summed over every endpoint
+ * given (a cluster's services each serve their own metrics; today only the frontend counts actions).
+ */
+export async function scrapeActions(
+  metricsUrls: string | readonly string[],
+  namespace: string,
+): Promise<Record<string, number>> {
+  const sums: Record<string, number> = {};
+  for (const metricsUrl of typeof metricsUrls === 'string' ? [metricsUrls] : metricsUrls) {
+    const response = await fetch(metricsUrl);
+    if (!response.ok) throw new Error(`${metricsUrl}: HTTP ${response.status}`);
+    const counts = sumBy(parsePrometheusText(await response.text()), 'action', 'action_type', { namespace });
+    for (const [type, value] of Object.entries(counts)) sums[type] = (sums[type] ?? 0) + value;
+  }
+  return sums;
 }
 
 /** `after − before` per key (keys of either; a counter that restarted would show negative and is kept as is). */

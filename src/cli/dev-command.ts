@@ -22,6 +22,18 @@ async function preferredPort(name: string, port: number, explicit: boolean): Pro
   return other;
 }
 
+/** What a real cluster adds to the block: its services, PostgreSQL and the metrics endpoints. */
+function clusterLines(stack: DevStack): string[] {
+  const cluster = stack.temporal.cluster;
+  if (!cluster) return [];
+  const services = Object.entries(cluster.services);
+  return [
+    `Cluster            Temporal Server ${cluster.serverVersion}: ${services.map(([name, s]) => `${name} :${s.grpcPort}`).join(', ')} (separate processes, SQL visibility)`,
+    `PostgreSQL         ${cluster.postgres.url}  (${cluster.postgres.version}, data in ${cluster.postgres.dataDir})`,
+    `Metrics            ${services.map(([name, s]) => `${name} ${s.metricsUrl}`).join('\n                   ')}`,
+  ];
+}
+
 /** Prints where the stack's parts listen and the environment that points temporal-kcl at them. */
 export function describeStack(stack: DevStack): string {
   const { credentials, region } = stack.aws;
@@ -38,6 +50,7 @@ export function describeStack(stack: DevStack): string {
     ...fanOut,
     `DynamoDB           ${stack.dynamoDbEndpoint}  (dynalite)`,
     `Logs               ${stack.logDir}`,
+    ...clusterLines(stack),
     '',
     'In another shell:',
     `  export TEMPORAL_ADDRESS=${stack.temporal.address} TEMPORAL_NAMESPACE=${stack.temporal.namespace} AWS_REGION=${region} \\`,
@@ -55,6 +68,7 @@ interface DevFlags {
   headless?: boolean;
   uiCodecEndpoint?: string;
   kinesisEmulator: (typeof KINESIS_EMULATORS)[number];
+  cluster?: boolean;
 }
 
 export function devCommand(): Command {
@@ -69,6 +83,10 @@ export function devCommand(): Command {
     .option('--db-file <path>', 'SQLite file that keeps Temporal state across restarts (default: in memory)')
     .option('--headless', 'run Temporal without its Web UI')
     .option(
+      '--cluster',
+      'a real Temporal cluster instead of the dev server: frontend, history, matching and worker as separate processes on a local PostgreSQL (built with Go on first use; npm run cluster)',
+    )
+    .option(
       '--ui-codec-endpoint <url>',
       'codec server the Web UI uses to decode payloads (see codec-server) (default: none)',
     )
@@ -77,8 +95,14 @@ export function devCommand(): Command {
     )
     .action(async (flags: DevFlags) => {
       requireDevDependencies('dev');
+      if (flags.cluster && flags.dbFile) {
+        throw new InvalidArgumentError(
+          '--db-file applies to the dev server only: a --cluster keeps its state in PostgreSQL',
+        );
+      }
       const stack = await startDevStack({
         temporal: {
+          ...(flags.cluster ? { cluster: true } : {}),
           port: await preferredPort('temporal', flags.temporalPort ?? 7233, flags.temporalPort !== undefined),
           ...(flags.headless
             ? { headless: true }

@@ -8,6 +8,7 @@ import { Connection } from '@temporalio/client';
 import { type AwsConfig, createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../aws/clients';
 import { KCL_SEARCH_ATTRIBUTES, searchAttributeCliPairs } from '../search-attributes';
 import { type FanOutServerOptions, type FanOutStats, startFanOutServer } from './fan-out-server';
+import { startTemporalCluster, type TemporalCluster } from './cluster';
 import { ManagedProcess } from './managed-process';
 import { getFreePort, waitForPort, waitUntil } from './net';
 import { resolveTemporalCli } from './tools';
@@ -18,6 +19,12 @@ export type KinesisEmulator = (typeof KINESIS_EMULATORS)[number];
 
 export interface DevStackOptions {
   temporal?: {
+    /**
+     * A real Temporal cluster instead of the dev server: PostgreSQL and the four services as separate processes (see
+     * src/dev/cluster.ts; `dbFilename` does not apply, `metricsPort` neither: each service serves its own metrics).
+     * @default false
+     */
+    cluster?: boolean;
     /** gRPC port. @default a free port */
     port?: number;
     /** Web UI port. @default a free port */
@@ -80,10 +87,17 @@ export interface DevStack {
     address: string;
     namespace: string;
     uiUrl: string | undefined;
-    /** `http://127.0.0.1:<metricsPort>/metrics` when `metricsPort` was given. */
+    /** `http://127.0.0.1:<metricsPort>/metrics` when `metricsPort` was given; on a cluster, the frontend's. */
     metricsUrl: string | undefined;
-    /** The dev server's process id (to measure it); undefined when the SDK runs a downloaded server. */
+    /** On a cluster: every service's metrics endpoint (sum a counter over them). */
+    metricsUrls?: string[];
+    /**
+     * The dev server's process id (to measure it); undefined when the SDK runs a downloaded server, and on a cluster
+     * (several processes: see `cluster.services`).
+     */
     pid: number | undefined;
+    /** The cluster's processes, ports and restarts, when `cluster` was asked for. */
+    cluster?: TemporalCluster;
   };
   /** The Kinesis emulator itself (HTTP/1.1; kinesis-local also speaks HTTP/2, but not SubscribeToShard usably). */
   kinesisEndpoint: string;
@@ -133,6 +147,32 @@ async function startTemporal(
   started: Stoppable[],
 ): Promise<DevStack['temporal']> {
   const namespace = options.namespace ?? 'default';
+  if (options.cluster) {
+    const cluster = await startTemporalCluster({
+      namespace,
+      ...(options.port === undefined ? {} : { frontendPort: options.port }),
+      ...(options.uiPort === undefined ? {} : { uiPort: options.uiPort }),
+      ...(options.headless ? { headless: true } : {}),
+      ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+      ...(options.uiCodecEndpoint ? { uiCodecEndpoint: options.uiCodecEndpoint } : {}),
+      ...(options.dynamicConfig ? { dynamicConfig: options.dynamicConfig } : {}),
+      logDir,
+      provision,
+      unref,
+      log,
+    });
+    started.push({ name: 'temporal cluster', stop: () => cluster.stop() });
+    return {
+      address: cluster.address,
+      namespace,
+      uiUrl: cluster.uiUrl,
+      // The frontend counts the `action`s (the other services have no such series today).
+      metricsUrl: cluster.services.frontend.metricsUrl,
+      metricsUrls: Object.values(cluster.services).map((service) => service.metricsUrl),
+      pid: undefined,
+      cluster,
+    };
+  }
   const port = options.port ?? (await getFreePort());
   const headless = options.headless ?? false;
   const uiPort = headless ? undefined : (options.uiPort ?? (await getFreePort()));

@@ -14,6 +14,11 @@ export interface ManagedProcessOptions {
   killGraceMs?: number;
   /** Let the parent exit without stopping it first (the exit hook still kills it). @default false */
   unref?: boolean;
+  /** Run as this user and group (e.g. PostgreSQL, which refuses to run as root). @default the parent's */
+  uid?: number;
+  gid?: number;
+  /** The signal `stop()` starts with (PostgreSQL's fast shutdown is SIGINT). @default 'SIGTERM' */
+  stopSignal?: NodeJS.Signals;
 }
 
 const live = new Set<ManagedProcess>();
@@ -45,6 +50,8 @@ export class ManagedProcess {
       this.child = spawn(options.command, options.args, {
         env: options.env ?? process.env,
         stdio: ['ignore', fd, fd],
+        ...(options.uid === undefined ? {} : { uid: options.uid }),
+        ...(options.gid === undefined ? {} : { gid: options.gid }),
       });
     } finally {
       closeSync(fd);
@@ -98,10 +105,10 @@ export class ManagedProcess {
     if (!this.hasExited) this.child.kill('SIGKILL');
   }
 
-  /** SIGTERM, then SIGKILL after the grace period; resolves when the process is gone. */
+  /** SIGTERM (or the `stopSignal`), then SIGKILL after the grace period; resolves when the process is gone. */
   async stop(): Promise<void> {
     if (this.hasExited) return;
-    this.child.kill('SIGTERM');
+    this.child.kill(this.options.stopSignal ?? 'SIGTERM');
     const grace = this.options.killGraceMs ?? 5_000;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {

@@ -17,6 +17,33 @@ export function getFreePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+const lowPortsHandedOut = new Set<number>();
+
+/** True if a TCP server can bind host:port right now. */
+function canBind(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A TCP port free on 127.0.0.1 below the kernel's ephemeral range (20000-32767), never the same twice in this process.
+ * Temporal's PostgreSQL schema keeps membership ports in a SMALLINT column, so they must be at most 32767: the ports
+ * {@link getFreePort} gets from the kernel (32768-60999) make every service fail at start.
+ */
+export async function getFreeLowPort(host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    if (lowPortsHandedOut.has(port) || !(await canBind(port, host))) continue;
+    lowPortsHandedOut.add(port);
+    return port;
+  }
+  throw new Error('no free TCP port found between 20000 and 32767 on ' + host);
+}
+
 /** True if something accepts a TCP connection on host:port right now. */
 export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {

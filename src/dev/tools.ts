@@ -17,6 +17,8 @@ import { getFreePort, waitForPort } from './net';
 
 /** The Temporal CLI version built from Go modules. Tags from v1.6.0 on carry a `replace` directive that `go install` refuses. */
 export const TEMPORAL_CLI_VERSION = '1.5.1';
+/** The Temporal Server version of tools/temporal-cluster (the same server the CLI v1.5.1 embeds). */
+export const TEMPORAL_SERVER_VERSION = '1.29.1';
 /** The Java test server (time skipping) resolved from Maven Central; keep in step with tools/temporal-test-server/pom.xml. */
 export const TEST_SERVER_VERSION = '1.38.0';
 
@@ -250,5 +252,86 @@ export async function resolveTestServer(options: ProvisionOptions = {}): Promise
     path: wrapper,
     source: 'built',
     detail: `provisioned ${wrapper} in ${((Date.now() - started) / 1000).toFixed(0)} s; port open ${startMs} ms after start (SDK allows 5000 ms)`,
+  });
+}
+
+/** The Go main module that builds `temporal-kcl-cluster` (server, SQL schema tool and Web UI in one binary). */
+export function clusterModuleDir(): string {
+  return join(packageRoot(), 'tools', 'temporal-cluster');
+}
+
+/** A hash of the cluster module's sources (go.mod, go.sum, *.go): part of the cache directory's name. */
+function clusterModuleHash(dir: string): string {
+  const hash = createHash('sha256');
+  for (const file of readdirSync(dir)
+    .filter((name) => name === 'go.mod' || name === 'go.sum' || name.endsWith('.go'))
+    .sort()) {
+    hash.update(file).update(readFileSync(join(dir, file)));
+  }
+  return hash.digest('hex').slice(0, 8);
+}
+
+/**
+ * Finds or builds `temporal-kcl-cluster`, the binary a real Temporal cluster runs from (`server`, `sql-tool` and
+ * `ui-server` subcommands; see tools/temporal-cluster): `TEMPORAL_CLUSTER_PATH` if set; else the cached build for the
+ * module's current sources; else `go build` of tools/temporal-cluster into the cache. Its versions are the Temporal CLI
+ * v1.5.1's, so after the CLI's build the Go build cache holds almost every package (~12 s instead of ~3 min). There is
+ * no download fallback: without Go this throws.
+ */
+export async function resolveTemporalCluster(options: ProvisionOptions = {}): Promise<ResolvedTool & { path: string }> {
+  const log = options.log ?? (() => undefined);
+  const chosen = (tool: ResolvedTool & { path: string }) => {
+    log(`temporal cluster: ${tool.detail}`);
+    return tool;
+  };
+  const fromEnv = process.env.TEMPORAL_CLUSTER_PATH;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) {
+      throw new ToolUnavailableError('temporal cluster', `TEMPORAL_CLUSTER_PATH=${fromEnv} does not exist`);
+    }
+    return chosen({ path: fromEnv, source: 'env', detail: `TEMPORAL_CLUSTER_PATH=${fromEnv}` });
+  }
+  const moduleDir = clusterModuleDir();
+  if (!existsSync(join(moduleDir, 'go.mod'))) {
+    throw new ToolUnavailableError(
+      'temporal cluster',
+      `${moduleDir}/go.mod is missing: run it from a clone of temporal-kcl`,
+    );
+  }
+  const binDir = join(cacheDir(), `temporal-cluster-${TEMPORAL_SERVER_VERSION}-${clusterModuleHash(moduleDir)}`);
+  const cached = join(binDir, 'temporal-kcl-cluster');
+  if (existsSync(cached)) return chosen({ path: cached, source: 'cache', detail: `cached build ${cached}` });
+
+  const go = onPath('go');
+  if (options.build === false || !go) {
+    throw new ToolUnavailableError(
+      'temporal cluster',
+      go
+        ? `${cached} is not built (build disabled): run npm run provision`
+        : `no Go toolchain on PATH to build ${moduleDir} (install Go >= 1.25, then npm run provision)`,
+    );
+  }
+  log(`temporal cluster: building server v${TEMPORAL_SERVER_VERSION} from ${moduleDir} into ${binDir}`);
+  const staging = `${binDir}.partial-${process.pid}`;
+  mkdirSync(staging, { recursive: true });
+  const started = Date.now();
+  try {
+    // CGO_ENABLED=0 as for the CLI: the same build configuration, so the CLI's compiled packages are reused.
+    await run(
+      go,
+      ['-C', moduleDir, 'build', '-buildvcs=false', '-o', join(staging, 'temporal-kcl-cluster'), '.'],
+      { ...process.env, CGO_ENABLED: '0' },
+      log,
+    );
+    rmSync(binDir, { recursive: true, force: true });
+    renameSync(staging, binDir);
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true });
+    throw new ToolUnavailableError('temporal cluster', 'go build failed', { cause: error });
+  }
+  return chosen({
+    path: cached,
+    source: 'built',
+    detail: `built ${cached} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
   });
 }
