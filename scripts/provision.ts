@@ -5,9 +5,14 @@
  */
 import { resolveTemporalCli, resolveTemporalCluster, resolveTestServer } from '../src/dev/tools';
 
-export async function provisionTools(log: (line: string) => void = (line) => console.log(`[provision] ${line}`)) {
+export async function provisionTools(
+  log: (line: string) => void = (line) => console.log(`[provision] ${line}`),
+  /** Also the cluster binary (`npm run provision`); `npm test` does not need it. @default true */
+  { cluster = true }: { cluster?: boolean } = {},
+) {
   const temporalCli = await resolveTemporalCli({ log });
   const testServer = await resolveTestServer({ log });
+  if (!cluster) return { temporalCli, testServer, temporalCluster: undefined };
   // After the CLI: its build filled the Go build cache with the same packages, so this build takes seconds.
   // Not fatal here (npm test does not need it): `npm run cluster` and `npm run test:cluster` resolve it again and fail
   // with the reason.

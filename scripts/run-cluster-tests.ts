@@ -14,7 +14,6 @@ import { join, relative, resolve } from 'node:path';
 import { CLUSTER_SERVICES, type ClusterService } from '../src/dev/cluster';
 import { startDevStack } from '../src/dev/dev-stack';
 import { getFreePort } from '../src/dev/net';
-import { resolveTemporalCli, resolveTemporalCluster } from '../src/dev/tools';
 
 const root = resolve(__dirname, '..');
 
@@ -35,8 +34,7 @@ async function main(): Promise<number> {
   const suiteStarted = Date.now();
   const files = testFiles(process.argv.slice(2));
   const log = (line: string) => console.log(`[cluster] ${line}`);
-  const temporalCli = await resolveTemporalCli({ log });
-  await resolveTemporalCluster({ log });
+  // The cluster binary is resolved (built if need be) by the stack; the suite starts no dev server.
   const stackStarted = Date.now();
   const stack = await startDevStack({ temporal: { cluster: true }, log });
   const cluster = stack.temporal.cluster!;
@@ -71,7 +69,6 @@ async function main(): Promise<number> {
     TEMPORAL_KCL_TEST_KINESIS_ENDPOINT: stack.kinesisEndpoint,
     TEMPORAL_KCL_TEST_DYNAMODB_ENDPOINT: stack.dynamoDbEndpoint,
     TEMPORAL_KCL_TEST_CLUSTER_CONTROL: `http://127.0.0.1:${controlPort}`,
-    ...(temporalCli.path ? { TEMPORAL_CLI_PATH: temporalCli.path } : {}),
   };
   // A process group of its own, as in npm test: whatever the tests start can be killed as a group.
   const child = spawn(

@@ -53,7 +53,7 @@ function testFiles(targets: string[]): string[] {
 
 async function main(): Promise<number> {
   const files = testFiles(process.argv.slice(2));
-  const { temporalCli, testServer } = await provisionTools();
+  const { temporalCli, testServer } = await provisionTools(undefined, { cluster: false });
   const stackStarted = Date.now();
   const stack = await startDevStack({
     log: (line) => console.log(`[stack] ${line}`),

@@ -21,7 +21,8 @@ const ACCESS = new Set([
   'ExpiredTokenException',
 ]);
 
-function errorName(error: unknown): string {
+/** The AWS error's name (its `code` when it has no name of its own), or 'Error'. */
+export function awsErrorName(error: unknown): string {
   if (error && typeof error === 'object') {
     const named = error as { name?: unknown; code?: unknown };
     if (typeof named.name === 'string' && named.name !== 'Error') return named.name;
@@ -40,7 +41,7 @@ function errorMessage(error: unknown): string {
  */
 export function kinesisFailure(error: unknown, what: string): ApplicationFailure {
   if (error instanceof ApplicationFailure) return error;
-  const name = errorName(error);
+  const name = awsErrorName(error);
   const message = `${what}: ${name}: ${errorMessage(error)}`;
   const details = [{ awsError: name }];
   if (name === 'ExpiredIteratorException') {
@@ -103,7 +104,7 @@ export function leaseTableFailure(error: unknown, what: string): ApplicationFail
       cause: error,
     });
   }
-  const name = errorName(error);
+  const name = awsErrorName(error);
   const message = `${what}: ${name}: ${errorMessage(error)}`;
   if (THROTTLING.has(name)) {
     return ApplicationFailure.create({ type: FailureType.Throttled, message, cause: error as Error });

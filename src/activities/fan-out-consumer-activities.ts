@@ -11,18 +11,13 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { Context } from '@temporalio/activity';
 import type { FanOutConsumer } from '../consumer-types';
-import { kinesisFailure } from './aws-failures';
+import { awsErrorName, kinesisFailure } from './aws-failures';
 
 /** How often a consumer that is CREATING or DELETING is described again. */
 const STATUS_POLL_MS = 1_000;
 
-function isNotFound(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ResourceNotFoundException';
-}
-
-function isInUse(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ResourceInUseException';
-}
+const isNotFound = (error: unknown) => awsErrorName(error) === 'ResourceNotFoundException';
+const isInUse = (error: unknown) => awsErrorName(error) === 'ResourceInUseException';
 
 export function createFanOutConsumerActivities({ kinesis }: { kinesis: KinesisClient }) {
   return {

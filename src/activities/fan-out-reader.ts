@@ -16,8 +16,10 @@ import {
   SubscribeToShardCommand,
   type _Record,
 } from '@aws-sdk/client-kinesis';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { ResumePosition, ShardRef } from '../consumer-types';
-import { kinesisFailure } from './aws-failures';
+import { FailureType } from '../failure-types';
+import { awsErrorName as errorName, kinesisFailure } from './aws-failures';
 import { shardMetrics } from './metrics';
 import { pause } from './shard-reader';
 
@@ -55,10 +57,19 @@ export function fanOutIterator(consumerArn: string, position: ResumePosition, ob
   }
 }
 
+/** A malformed position cannot get better by retrying. */
+function notAPosition(iterator: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: FailureType.InvalidArgument,
+    message: `not a fan-out position: ${iterator}`,
+    nonRetryable: true,
+  });
+}
+
 /** The consumer and starting position a fan-out position names. */
 export function parseFanOutIterator(iterator: string): { consumerArn: string; startingPosition: StartingPosition } {
   const [, consumerArn, type, value] = iterator.split('|');
-  if (!consumerArn || !type) throw new Error(`not a fan-out position: ${iterator}`);
+  if (!consumerArn || !type) throw notAPosition(iterator);
   switch (type) {
     case 'TRIM_HORIZON':
       return { consumerArn, startingPosition: { Type: 'TRIM_HORIZON' } };
@@ -68,7 +79,7 @@ export function parseFanOutIterator(iterator: string): { consumerArn: string; st
     case 'AFTER_SEQUENCE_NUMBER':
       return { consumerArn, startingPosition: { Type: type, SequenceNumber: value } };
     default:
-      throw new Error(`not a fan-out position: ${iterator}`);
+      throw notAPosition(iterator);
   }
 }
 
@@ -100,11 +111,6 @@ interface QueuedEvent {
   /** The position after the event; undefined at shard end. */
   next: string | undefined;
   childShards?: KinesisChildShard[];
-  receivedAt: number;
-}
-
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : 'Error';
 }
 
 /**
@@ -112,11 +118,9 @@ function errorName(error: unknown): string {
  * (the SDK reports a reset HTTP/2 stream as a plain Error).
  */
 function renewable(error: unknown): boolean {
-  const name = errorName(error);
-  if (name === 'InternalFailureException') return true;
-  if (name !== 'Error') return false;
-  const metadata = (error as { $metadata?: unknown }).$metadata;
-  return metadata === undefined;
+  if (errorName(error) === 'InternalFailureException') return true;
+  // Not AWS's (no `$metadata`), whatever its `code` (ERR_HTTP2_STREAM_ERROR, ECONNRESET, ...).
+  return error instanceof Error && error.name === 'Error' && !('$metadata' in error);
 }
 
 /** One shard's push stream on this worker. */
@@ -127,11 +131,14 @@ class Subscription {
   failure: unknown;
   closed = false;
   lastUsed = Date.now();
+  /** Reads of this subscription so far: the latest one owns the queue. */
+  reads = 0;
   /** SubscribeToShard calls made, and how many of them a read has counted in the metrics. */
   calls = 0;
   counted = 0;
   private readonly controller = new AbortController();
-  private wake: (() => void) | undefined;
+  /** Reads waiting for an event (a cancelled read may still wait while the next one starts). */
+  private readonly waiters = new Set<() => void>();
   private space: (() => void) | undefined;
 
   constructor(
@@ -151,12 +158,12 @@ class Subscription {
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
-        if (this.wake === done) this.wake = undefined;
+        this.waiters.delete(done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       signal?.addEventListener('abort', done, { once: true });
-      this.wake = done;
+      this.waiters.add(done);
     });
   }
 
@@ -182,17 +189,26 @@ class Subscription {
     return event;
   }
 
+  /** A read waits for an event: the subscription is in use, however long ago that read began. */
+  get waiting(): boolean {
+    return this.waiters.size > 0;
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.controller.abort();
-    this.wake?.();
+    this.wake();
     this.space?.();
   }
 
   private push(event: QueuedEvent): void {
     this.queue.push(event);
-    this.wake?.();
+    this.wake();
   }
 
   private async pump(start: string): Promise<void> {
@@ -232,7 +248,6 @@ class Subscription {
             millisBehindLatest: event.MillisBehindLatest ?? 0,
             next,
             ...(event.ChildShards && event.ChildShards.length > 0 ? { childShards: event.ChildShards } : {}),
-            receivedAt: Date.now(),
           });
           // No continuation: the shard has ended (its children are in the event). Nothing follows.
           if (next === undefined) return;
@@ -253,7 +268,7 @@ class Subscription {
         // Throttling, a consumer or stream that is gone, a subscription taken over by another reader, or faults that
         // renewing did not cure: the read fails with it, and its retry policy (or the workflow) decides.
         this.failure = error;
-        this.wake?.();
+        this.wake();
         return;
       }
     }
@@ -268,7 +283,7 @@ export function createFanOutReader({ client }: { client: () => KinesisClient }) 
   const closeIdle = () => {
     const cutoff = Date.now() - IDLE_CLOSE_MS;
     for (const [key, subscription] of subscriptions) {
-      if (subscription.lastUsed < cutoff || subscription.closed) {
+      if ((subscription.lastUsed < cutoff && !subscription.waiting) || subscription.closed) {
         subscription.close();
         subscriptions.delete(key);
       }
@@ -286,13 +301,14 @@ export function createFanOutReader({ client }: { client: () => KinesisClient }) 
      */
     async read(
       ref: ShardRef,
-      position: string,
+      from: string,
       options: { waitMs: number; maxRecords: number; signal?: AbortSignal | undefined },
     ): Promise<PushedRead> {
       const { waitMs, maxRecords, signal } = options;
-      const { consumerArn } = parseFanOutIterator(position);
+      const { consumerArn } = parseFanOutIterator(from);
+      /** Where this read has got to. */
+      let position = from;
       const key = `${consumerArn}|${ref.shardId}`;
-      closeIdle();
       let subscription = subscriptions.get(key);
       if (!subscription || subscription.closed || subscription.position !== position) {
         // A first read, or a read from elsewhere (a batch read again, a retry from the checkpoint): subscribe there.
@@ -300,72 +316,61 @@ export function createFanOutReader({ client }: { client: () => KinesisClient }) 
         subscription = new Subscription(client(), ref, position, lastSubscribe);
         subscriptions.set(key, subscription);
       }
-      subscription.lastUsed = Date.now();
-      const metrics = shardMetrics(ref);
-      const countCalls = () => {
-        if (subscription.calls > subscription.counted)
-          metrics.fanOutSubscriptions(subscription.calls - subscription.counted);
-        subscription.counted = subscription.calls;
-      };
+      // The newest read of the shard owns its queue: an older one still waiting (a cancelled or timed-out attempt)
+      // takes nothing more, or the two would split the events between them.
+      const ticket = ++subscription.reads;
+      const owns = () => subscription.reads === ticket;
       const readAt = Date.now();
       const deadline = readAt + waitMs;
       let millisBehindLatest = 0;
+      const result = (response: PushedRead['response']): PushedRead => {
+        subscription.lastUsed = Date.now();
+        if (subscription.calls > subscription.counted) {
+          shardMetrics(ref).fanOutSubscriptions(subscription.calls - subscription.counted);
+          subscription.counted = subscription.calls;
+        }
+        return { response, readAt, durationMs: Date.now() - readAt };
+      };
       for (;;) {
-        const event = subscription.take(consumerArn, maxRecords);
-        countCalls();
+        const event = owns() ? subscription.take(consumerArn, maxRecords) : undefined;
         if (event) {
           millisBehindLatest = event.millisBehindLatest;
           if (event.records.length > 0 || event.next === undefined) {
-            return {
-              response: {
-                Records: event.records,
-                MillisBehindLatest: event.millisBehindLatest,
-                ...(event.next !== undefined ? { NextShardIterator: event.next } : {}),
-                ...(event.childShards ? { ChildShards: event.childShards } : {}),
-              },
-              readAt,
-              durationMs: Date.now() - readAt,
-            };
+            return result({
+              Records: event.records,
+              MillisBehindLatest: event.millisBehindLatest,
+              ...(event.next !== undefined ? { NextShardIterator: event.next } : {}),
+              ...(event.childShards ? { ChildShards: event.childShards } : {}),
+            });
           }
+          position = subscription.position;
           continue; // an event without records: progress only
         }
-        if (subscription.failure !== undefined) {
+        if (owns() && subscription.failure !== undefined) {
           const failure = subscription.failure;
           subscription.close();
           subscriptions.delete(key);
-          if (errorName(failure) === 'ResourceInUseException') {
-            // Another subscription to this shard through the same consumer is open: an earlier owner of the shard
-            // (closed within seconds, or taken over 5 s after its last call) or another application using this
-            // consumer name. The read's retry policy tries again.
-            throw kinesisFailure(
-              failure,
-              `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName} (consumer ${consumerArn}: another subscription to the shard is open; is another application using this consumer name?)`,
-            );
-          }
+          const hint =
+            errorName(failure) === 'ResourceInUseException'
+              ? // An earlier owner of the shard (closed within seconds, or taken over 5 s after its last call), or
+                // another application using this consumer name. The read's retry policy tries again.
+                ': another subscription to the shard is open; is another application using this consumer name?'
+              : '';
           throw kinesisFailure(
             failure,
-            `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName} (consumer ${consumerArn})`,
+            `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName} (consumer ${consumerArn}${hint})`,
           );
         }
         const now = Date.now();
-        if (signal?.aborted) {
+        if (signal?.aborted && owns()) {
           subscription.close();
           subscriptions.delete(key);
         }
-        if (signal?.aborted || now >= deadline || subscription.closed) {
-          return {
-            response: { Records: [], MillisBehindLatest: millisBehindLatest, NextShardIterator: subscription.position },
-            readAt,
-            durationMs: now - readAt,
-          };
+        if (signal?.aborted || now >= deadline || subscription.closed || !owns()) {
+          return result({ Records: [], MillisBehindLatest: millisBehindLatest, NextShardIterator: position });
         }
         await subscription.waitForEvent(deadline - now, signal);
       }
-    },
-
-    /** Push streams open on this worker (for tests and metrics). */
-    openSubscriptions(): number {
-      return [...subscriptions.values()].filter((subscription) => !subscription.closed).length;
     },
 
     /** Closes every push stream (the worker is stopping). */

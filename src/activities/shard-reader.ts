@@ -280,12 +280,8 @@ export function createShardReader({ kinesis, fanOut }: { kinesis: KinesisClient;
       });
     }
     const waitMs = Math.max(settings.idleWaitMs ?? 0, settings.idlePollMs ?? 1_000);
-    let pushed: PushedRead;
-    try {
-      pushed = await fanOut.read(ref, position, { waitMs, maxRecords: settings.maxRecords, signal });
-    } catch (error) {
-      throw kinesisFailure(error, `SubscribeToShard on ${ref.shardId} of stream ${ref.streamName}`);
-    }
+    // Its failures are typed activity failures already.
+    const pushed = await fanOut.read(ref, position, { waitMs, maxRecords: settings.maxRecords, signal });
     return toBatch(ref, pushed, settings, skipUntil);
   };
 

@@ -55,15 +55,19 @@ function httpHandler(maxSockets: number): NodeHttpHandler {
   });
 }
 
-function commonConfig(config: AwsConfig) {
+/** Region, credentials and attempts, as every client of temporal-kcl takes them (the request handler aside). */
+function baseConfig(config: AwsConfig) {
   return {
     // No fallback of our own: the SDK's chain finds AWS_REGION or the profile's region.
     ...(config.region ? { region: config.region } : {}),
     // A copy: the SDK annotates the credentials object it is given.
     ...(config.credentials ? { credentials: { ...config.credentials } } : {}),
     ...(config.maxAttempts !== undefined ? { maxAttempts: config.maxAttempts } : {}),
-    requestHandler: httpHandler(config.maxSockets ?? 256),
   };
+}
+
+function commonConfig(config: AwsConfig) {
+  return { ...baseConfig(config), requestHandler: httpHandler(config.maxSockets ?? 256) };
 }
 
 /** A Kinesis client on HTTP/1.1 keep-alive. */
@@ -80,9 +84,7 @@ export function createKinesisClient(config: AwsConfig = {}): KinesisClient {
  */
 export function createFanOutKinesisClient(config: AwsConfig = {}): KinesisClient {
   return new KinesisClient({
-    ...(config.region ? { region: config.region } : {}),
-    ...(config.credentials ? { credentials: { ...config.credentials } } : {}),
-    ...(config.maxAttempts !== undefined ? { maxAttempts: config.maxAttempts } : {}),
+    ...baseConfig(config),
     ...(config.kinesisEndpoint ? { endpoint: config.kinesisEndpoint } : {}),
   });
 }

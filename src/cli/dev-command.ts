@@ -1,21 +1,12 @@
-import { createServer } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parsePort, untilInterrupted } from './options';
 import { type DevStack, KINESIS_EMULATORS, startDevStack } from '../dev/dev-stack';
 import { requireDevDependencies } from '../dev/dev-dependencies';
-import { getFreePort } from '../dev/net';
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
+import { canBind, getFreePort } from '../dev/net';
 
 /** The well-known port if free, else a free one (and say so). */
 async function preferredPort(name: string, port: number, explicit: boolean): Promise<number> {
-  if (await isFree(port)) return port;
+  if (await canBind(port)) return port;
   if (explicit) throw new InvalidArgumentError(`${name} port ${port} is in use; pick another with its flag`);
   const other = await getFreePort();
   console.error(`${name}: port ${port} is in use, using ${other}`);

@@ -20,7 +20,7 @@ export function getFreePort(host = '127.0.0.1'): Promise<number> {
 const lowPortsHandedOut = new Set<number>();
 
 /** True if a TCP server can bind host:port right now. */
-function canBind(port: number, host: string): Promise<boolean> {
+export function canBind(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.unref();

@@ -5,7 +5,7 @@
  * started left running, nothing listening on its ports.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
@@ -14,6 +14,7 @@ import { Connection } from '@temporalio/client';
 import { createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../../src/aws/clients';
 import { canConnect, getFreePort } from '../../src/dev/net';
 import { killAllCliProcesses, spawnCli } from '../helpers/cli';
+import { alive, descendants, type ProcessInfo } from '../helpers/process-group';
 
 /** Resolves after `ms` without keeping the process alive (the test file must exit as soon as its test ends). */
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -23,60 +24,6 @@ async function freePorts(count: number): Promise<number[]> {
   const ports = new Set<number>();
   while (ports.size < count) ports.add(await getFreePort());
   return [...ports];
-}
-
-/** A process as /proc shows it (Linux). */
-interface ProcessInfo {
-  pid: number;
-  command: string;
-}
-
-function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function commandOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-  } catch {
-    return '';
-  }
-}
-
-/** Every process descended from `root` (children, their children, ...). */
-function descendants(root: number): ProcessInfo[] {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const parent = parentOf(Number(entry));
-    if (parent !== undefined) parents.set(Number(entry), parent);
-  }
-  const found: ProcessInfo[] = [];
-  const visit = (pid: number) => {
-    for (const [child, parent] of parents) {
-      if (parent !== pid) continue;
-      found.push({ pid: child, command: commandOf(child) });
-      visit(child);
-    }
-  };
-  visit(root);
-  return found;
-}
-
-/** True while the process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function line(output: string, pattern: RegExp): RegExpExecArray {

@@ -5,53 +5,15 @@
  * frontend; and SIGINT stops all of it (exit 0, none of its processes left, its PostgreSQL data removed).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { Connection } from '@temporalio/client';
 import { getFreeLowPort } from '../../src/dev/net';
 import { KCL_SEARCH_ATTRIBUTES } from '../../src/search-attributes';
 import { killAllCliProcesses, spawnCli } from '../helpers/cli';
+import { alive, descendants } from '../helpers/process-group';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
-
-/** Every process descended from `root`, with its command line (from /proc). */
-function descendants(root: number): { pid: number; command: string }[] {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const found: { pid: number; command: string }[] = [];
-  const visit = (pid: number) => {
-    for (const [child, parent] of parents) {
-      if (parent !== pid) continue;
-      let command = '';
-      try {
-        command = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0').join(' ').trim();
-      } catch {
-        // exited meanwhile
-      }
-      found.push({ pid: child, command });
-      visit(child);
-    }
-  };
-  visit(root);
-  return found;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 function line(output: string, pattern: RegExp): RegExpExecArray {
   const match = pattern.exec(output);
