@@ -47,6 +47,12 @@ export const DEFAULT_MIN_GAIN_OF_MEAN = 0.1;
 export const DEFAULT_SHARDS_PER_MOVE = 8;
 /** A shard started this recently and not yet placed is left to place itself (through the shared queue). */
 export const DEFAULT_UNPLACED_GRACE_MS = 10_000;
+/**
+ * A move sent to a shard with no worker lands within a second or two (one initialize on the target). When a view taken
+ * this long after the move still shows the shard nowhere, the target refused it (it filled up meanwhile): the move is
+ * given up and the shard planned again.
+ */
+export const DEFAULT_UNPLACED_LAND_MS = 10_000;
 
 export interface PlacementOptions {
   /** @default 70000 */
@@ -69,6 +75,15 @@ export interface PlacementOptions {
   maxMovesPerRound?: number;
   /** @default 10000 */
   unplacedGraceMs?: number;
+  /** @default 10000 */
+  unplacedLandMs?: number;
+  /**
+   * Shards with no worker come first: all of them are placed in one round (not limited by `maxMovesPerRound`), a move
+   * to one that has not landed within `unplacedLandMs` is planned again, and no shard is moved for load while one still
+   * places itself. False only where runs recorded before this behaviour replay.
+   * @default true
+   */
+  unplacedFirst?: boolean;
 }
 
 /** What the coordinator remembers of a worker between views. */
@@ -149,6 +164,8 @@ export function resolvePlacementOptions(options: PlacementOptions = {}): Resolve
     imbalanceTolerance: options.imbalanceTolerance ?? DEFAULT_IMBALANCE_TOLERANCE,
     minGainOfMean: options.minGainOfMean ?? DEFAULT_MIN_GAIN_OF_MEAN,
     unplacedGraceMs: options.unplacedGraceMs ?? DEFAULT_UNPLACED_GRACE_MS,
+    unplacedLandMs: options.unplacedLandMs ?? DEFAULT_UNPLACED_LAND_MS,
+    unplacedFirst: options.unplacedFirst ?? true,
     ...(options.maxMovesPerRound !== undefined ? { maxMovesPerRound: options.maxMovesPerRound } : {}),
   };
 }
@@ -244,8 +261,10 @@ export function updatePlacementState(
     const at = where.get(shardId);
     if (at === move.to) continue; // landed
     if (at === undefined) {
-      // Not placed yet: the consumer keeps the target and uses it when it pins, unless the target cannot take it.
-      if (usable(move.to) && !atCap(move.to)) inFlight[shardId] = move;
+      // Not placed yet: the consumer keeps the target and uses it when it pins, unless the target cannot take it, or
+      // (unplacedFirst) a view taken well after the move still shows the shard nowhere: the target refused it.
+      const refused = o.unplacedFirst && view.at - move.at >= o.unplacedLandMs;
+      if (usable(move.to) && !atCap(move.to) && !refused) inFlight[shardId] = move;
       continue;
     }
     if (at !== move.from || now - move.at >= o.inFlightTimeoutMs) {
@@ -441,6 +460,8 @@ export function planPlacement(
   const sim = new Simulation(a);
   const locked = new Set<string>(); // in flight, or moved this round
   const pending: string[] = [];
+  /** Not placed and still in their grace: they place themselves, filling the workers with room. */
+  let settling = 0;
 
   for (const shardId of a.active) {
     const flight = state.inFlight[shardId];
@@ -456,6 +477,7 @@ export function planPlacement(
     else if (at !== undefined && a.live.has(at))
       continue; // on a live suspect: served; it only gets nothing new
     else if (at !== undefined || now - (startedAt[shardId] ?? -Infinity) >= o.unplacedGraceMs) pending.push(shardId);
+    else settling++;
   }
   for (const queue of a.eligible) if (sim.count(queue) === 0) sim.newcomers.add(queue);
 
@@ -477,10 +499,11 @@ export function planPlacement(
   const roomUnder = (limit: Map<string, number>, except?: string) =>
     a.eligible.filter((queue) => queue !== except && sim.count(queue) < limit.get(queue)!);
 
-  // (a) Shards with no live worker, heaviest first, to the least-loaded worker below its bound.
+  // (a) Shards with no live worker, heaviest first, to the least-loaded worker below its bound: all of them in one round
+  // with unplacedFirst (an unserved shard placed moves nothing), else within the round's limit.
   pending.sort((x, y) => a.weight.get(y)! - a.weight.get(x)! || byString(x, y));
   for (const shardId of pending) {
-    if (moves.length >= maxMoves) return moves;
+    if (moves.length >= maxMoves && !o.unplacedFirst) return moves;
     const to = sim.lightest(roomUnder(a.bound));
     if (to === undefined) break; // every eligible worker is at its bound or cap: the rest wait for capacity
     const from = a.where.get(shardId);
@@ -541,8 +564,39 @@ export function planPlacement(
     }
     return false;
   };
-  while (moves.length < maxMoves && a.eligible.length > 1 && loadMove());
+  // No shard is moved for load while others still place themselves (unplacedFirst): they fill the workers with room.
+  while (moves.length < maxMoves && a.eligible.length > 1 && !(o.unplacedFirst && settling > 0) && loadMove());
   return moves;
+}
+
+/**
+ * When, after `now`, a new round could place something that this one could not, although the view may not change by
+ * then (epoch ms, or undefined): the end of the grace of a shard that has not placed itself, or the land deadline of a
+ * move to a shard with no worker. The coordinator's next watch returns by then (with `unplacedFirst`).
+ */
+export function nextUnplacedDeadline(
+  view: FleetView,
+  state: PlacementState,
+  options: PlacementOptions,
+  now: number,
+  activeShardIds: readonly string[],
+  startedAt: Readonly<Record<string, number>> = {},
+): number | undefined {
+  const o = resolvePlacementOptions(options);
+  if (!o.unplacedFirst) return undefined;
+  const active = new Set(activeShardIds);
+  const where = locations(view, active);
+  let next: number | undefined;
+  const consider = (at: number) => {
+    if (at > now && (next === undefined || at < next)) next = at;
+  };
+  for (const shardId of [...active].sort(byString)) {
+    if (where.get(shardId) !== undefined) continue;
+    const flight = state.inFlight[shardId];
+    if (flight) consider(flight.at + o.unplacedLandMs);
+    else if (startedAt[shardId] !== undefined) consider(startedAt[shardId] + o.unplacedGraceMs);
+  }
+  return next;
 }
 
 /** Of `candidates` on `from`, the one whose move to `to` leaves the lowest max(L_from, L_to) (lighter, then id). */

@@ -164,7 +164,8 @@ export function createFleetActivities(deps: FleetActivityDeps): FleetActivities 
     /**
      * Returns the fleet view as soon as it differs from `known` in a way placement cares about ({@link fleetChange}),
      * or after `maxWaitMs`; at once when `known` is absent. Polls DescribeTaskQueue every 2 s and scans the lease table
-     * every 10 s; heartbeats every 20 s (run it with a heartbeat timeout of about 30 s); ends promptly when cancelled.
+     * every 5 s, and again before it returns when its last scan is older than 2 s; heartbeats every minute (run it with a
+     * heartbeat timeout of about 90 s); ends promptly when cancelled.
      */
     async watchFleet(input: WatchFleetInput): Promise<FleetView> {
       const client = requireClient(deps);
@@ -187,7 +188,12 @@ export function createFleetActivities(deps: FleetActivityDeps): FleetActivities 
         let { view, shards } = await snapshot();
         let scannedAt = Date.now();
         for (;;) {
-          if (fleetChange(known, view) !== undefined || Date.now() >= deadline) return view;
+          if (fleetChange(known, view) !== undefined || Date.now() >= deadline) {
+            // Moves are planned on this view: where the shards are now, not as of a scan seconds old (shards that
+            // placed themselves since would be sent to workers that filled up meanwhile).
+            if (Date.now() - scannedAt > FLEET_POLL_INTERVAL_MS) ({ view } = await snapshot());
+            return view;
+          }
           // Rejects with the cancellation when the activity is cancelled (learnt at a heartbeat).
           await context.sleep(Math.max(0, Math.min(FLEET_POLL_INTERVAL_MS, deadline - Date.now())));
           const rescan = Date.now() - scannedAt >= FLEET_SCAN_INTERVAL_MS;

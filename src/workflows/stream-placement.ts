@@ -6,12 +6,20 @@
  *
  * Deterministic workflow code: `now` is workflow time; the views come from activity results in history.
  */
-import { CancellationScope, getExternalWorkflowHandle, isCancellation, log, sleep } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  getExternalWorkflowHandle,
+  isCancellation,
+  log,
+  patched,
+  sleep,
+} from '@temporalio/workflow';
 import { DEFAULT_FLEET_WATCH_MAX_WAIT_MS, type FleetView, type PlannedMove } from '../fleet-types';
 import {
   emptyPlacementState,
   type FleetSummary,
   maxMovesPerRound,
+  nextUnplacedDeadline,
   planPlacement,
   type PlacementOptions,
   type PlacementState,
@@ -79,6 +87,10 @@ export class Placement {
   private enabled = false;
   /** The last round planned the most moves a round may: more may be due. */
   private followUp = false;
+  /** When a shard with no worker may need a round although the view does not change (epoch ms, workflow time). */
+  private unplacedDeadline: number | undefined;
+  /** Shards with no worker first (`PlacementOptions.unplacedFirst`); decided once per run, for replay. */
+  private unplacedFirst: boolean | undefined;
   private readonly maxWaitMs: number;
   private readonly activities: ReturnType<typeof fleetActivities>;
 
@@ -163,7 +175,7 @@ export class Placement {
             tableName: this.host.tableName,
             ...(streamIdentifier ? { streamIdentifier } : {}),
             ...(this.view ? { known: this.view } : {}),
-            maxWaitMs: this.followUp && this.view ? Math.min(FOLLOW_UP_WAIT_MS, this.maxWaitMs) : this.maxWaitMs,
+            maxWaitMs: this.nextWaitMs(),
           }),
         );
         failures = 0;
@@ -183,10 +195,23 @@ export class Placement {
     }
   }
 
+  /**
+   * How long the next watch may wait for a change: briefly after a full round, until the next deadline of a shard with
+   * no worker (its grace, or its move's landing), else the most.
+   */
+  private nextWaitMs(): number {
+    if (!this.view) return this.maxWaitMs;
+    if (this.followUp) return Math.min(FOLLOW_UP_WAIT_MS, this.maxWaitMs);
+    if (this.unplacedDeadline === undefined) return this.maxWaitMs;
+    return Math.min(this.maxWaitMs, Math.max(FOLLOW_UP_WAIT_MS, this.unplacedDeadline - Date.now()));
+  }
+
   /** One round: update the state from the view, plan, send the moves, refresh the details. */
   private async onView(view: FleetView): Promise<void> {
     const now = Date.now();
-    const options = this.host.options ?? {};
+    // (`patched`: runs recorded before it replay with the rule they ran.)
+    this.unplacedFirst ??= patched('placement-unplaced-first');
+    const options = { ...this.host.options, unplacedFirst: this.unplacedFirst };
     const { shardIds, startedAt } = this.host.activeShards();
     const before = this.state;
     const updated = updatePlacementState(before, view, options, now, shardIds);
@@ -194,6 +219,7 @@ export class Placement {
     const moves = this.host.stopping() ? [] : planPlacement(view, updated, options, now, shardIds, startedAt);
     const { state, sent } = recordMoves(updated, moves, now);
     this.followUp = moves.length > 0 && moves.length >= maxMovesPerRound(shardIds.length, options);
+    this.unplacedDeadline = nextUnplacedDeadline(view, state, options, now, shardIds, startedAt);
     this.state = state;
     this.view = view;
     this.summary = summarizeFleet(view, state, options, now, shardIds);

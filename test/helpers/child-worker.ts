@@ -4,9 +4,9 @@
  * Every child is killed when the test calls {@link killAllWorkerProcesses}, and at the latest when this process exits.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { WorkerProcessConfig, WorkerProcessLine } from '../fixtures/worker-process';
+import { readJsonLines } from './json-lines';
 import type { KclTestContext } from './kcl';
 import { liveGroupMembers, signalGroup } from './process-group';
 
@@ -94,16 +94,7 @@ export async function startWorkerProcess(
     });
   });
 
-  const lines = (): WorkerProcessLine[] => {
-    if (!existsSync(config.outputFile)) return [];
-    const text = readFileSync(config.outputFile, 'utf8');
-    // Only whole lines: a write cut short by a SIGKILL (or still under way) has no newline yet, and counts as not written.
-    return text
-      .slice(0, text.lastIndexOf('\n') + 1)
-      .split('\n')
-      .filter((line) => line.length > 0)
-      .map((line) => JSON.parse(line) as WorkerProcessLine);
-  };
+  const lines = (): WorkerProcessLine[] => readJsonLines<WorkerProcessLine>(config.outputFile);
 
   return {
     pid: child.pid ?? -1,

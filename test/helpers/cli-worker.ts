@@ -4,9 +4,9 @@
  * child is killed by {@link CliProcess.stop}, and at the latest when this process exits (its whole group).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type RecordedLine, RECORDS_FILE_VARIABLE } from '../fixtures/file-recording-processor';
+import { readJsonLines } from './json-lines';
 import { signalGroup, untilGroupGone } from './process-group';
 
 const root = resolve(__dirname, '..', '..');
@@ -137,13 +137,7 @@ export async function startCliWorker(options: {
     await cli.stop(0);
     throw error;
   }
-  const lines = (): RecordedLine[] =>
-    existsSync(options.recordsFile)
-      ? readFileSync(options.recordsFile, 'utf8')
-          .split('\n')
-          .filter((line) => line.length > 0)
-          .map((line) => JSON.parse(line) as RecordedLine)
-      : [];
+  const lines = (): RecordedLine[] => readJsonLines<RecordedLine>(options.recordsFile);
   return {
     ...cli,
     lines,

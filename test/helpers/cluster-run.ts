@@ -5,7 +5,7 @@
  * (test/helpers/delivery-log.ts) and the final checkpoints.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Shard } from '@aws-sdk/client-kinesis';
@@ -16,6 +16,7 @@ import { DELIVERY_LOG_VARIABLE } from '../fixtures/delivery-log-processor';
 import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { cliEnvironment, type CliProcess, runCli, spawnCli } from './cli';
 import { checkDeliveries, type DeliveryReport, type Kill } from './delivery-log';
+import { readJsonLines } from './json-lines';
 import { createStream, type KclTestContext, listShards } from './kcl';
 import { KeyedProducer, seededRandom } from './keyed-producer';
 import { OutputTail, pollLeases } from './run-watch';
@@ -164,10 +165,7 @@ export class ClusterRun {
   }
 
   lines(): WorkerProcessLine[] {
-    return readFileSync(this.deliveryLog, 'utf8')
-      .split('\n')
-      .filter((line) => line.length > 0)
-      .map((line) => JSON.parse(line) as WorkerProcessLine);
+    return readJsonLines<WorkerProcessLine>(this.deliveryLog);
   }
 
   /** Stops the consumer (every shard consumer ends) and checks the delivery log. */

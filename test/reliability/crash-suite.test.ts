@@ -12,7 +12,7 @@
  * The moments are drawn from a seeded generator: `CRASH_SEED=<seed>` replays a run's choices (timing still varies).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -23,6 +23,7 @@ import { comparePositions, type ExtendedSequenceNumber, formatPosition } from '.
 import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { killAllWorkerProcesses, startWorkerProcess, type WorkerProcess } from '../helpers/child-worker';
 import { checkDeliveries, type Kill } from '../helpers/delivery-log';
+import { readJsonLines } from '../helpers/json-lines';
 import { timeoutsIn } from '../helpers/history-timeouts';
 import { createStream, kclTestContextForSuite, listShards, waitUntilActive } from '../helpers/kcl';
 import { KeyedProducer, seededRandom } from '../helpers/keyed-producer';
@@ -278,10 +279,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
     }
 
     // Assess
-    const lines = readFileSync(outputFile, 'utf8')
-      .split('\n')
-      .filter((line) => line.length > 0)
-      .map((line) => JSON.parse(line) as WorkerProcessLine);
+    const lines = readJsonLines<WorkerProcessLine>(outputFile);
     const report = checkDeliveries({ lines, produced: producer.produced, kills, snapshots: poller.snapshots, parents });
     const { figures } = report;
     const leases = await table.listLeases();

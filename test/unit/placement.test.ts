@@ -8,8 +8,10 @@ import type { FleetShard, FleetView, FleetWorker } from '../../src/fleet-types';
 import {
   DEFAULT_LIVENESS_MS,
   DEFAULT_MOVE_COOLDOWN_MS,
+  DEFAULT_UNPLACED_LAND_MS,
   emptyPlacementState,
   markLeaving,
+  nextUnplacedDeadline,
   planPlacement,
   type PlacementDecision,
   type PlacementOptions,
@@ -483,21 +485,35 @@ describe('placement: liveness and suspects', () => {
       `every move goes to c, none to the leaving b: ${JSON.stringify(moves)}`,
     );
     // Without the mark, b would get shards (it holds none and looks live).
-    assert.ok(plan(view, emptyPlacementState(), { maxMovesPerRound: 10 }, T0 + 1_000).some((m) => m.to === queueOf('b')));
+    assert.ok(
+      plan(view, emptyPlacementState(), { maxMovesPerRound: 10 }, T0 + 1_000).some((m) => m.to === queueOf('b')),
+    );
     // A process polling under b's identity after the mark (a restart) is eligible again.
     const restarted = fleet(
       [worker('a'), worker('b', { lastAccessTime: T0 + 5_000 }), worker('c')],
       ['a', 'a', 'a', 'a', 'a', 'a'],
     );
-    assert.equal(updatePlacementState(state, restarted, {}, T0 + 6_000, allShards(restarted)).workers[queueOf('b')], undefined);
+    assert.equal(
+      updatePlacementState(state, restarted, {}, T0 + 6_000, allShards(restarted)).workers[queueOf('b')],
+      undefined,
+    );
   });
 
   test('a stale worker is not a target, and its shards go to live workers', () => {
     const view = fleet([worker('a'), worker('b', { lastAccessTime: T0 - DEFAULT_LIVENESS_MS - 1 })], ['a', 'b', 'b']);
     const moves = plan(view);
+    // Both in one round: shards with no live worker are not limited by the round's max(1, ceil(3 / 8)) = 1 move.
     assert.deepEqual(
       moves.map((move) => [move.shardId, move.from, move.to, move.reason]),
-      [[shardIdOf(1), queueOf('b'), queueOf('a'), 'CAPACITY']],
+      [
+        [shardIdOf(1), queueOf('b'), queueOf('a'), 'CAPACITY'],
+        [shardIdOf(2), queueOf('b'), queueOf('a'), 'CAPACITY'],
+      ],
+    );
+    // Runs recorded before (unplacedFirst: false) planned one a round.
+    assert.deepEqual(
+      plan(view, emptyPlacementState(), { unplacedFirst: false }).map((move) => move.shardId),
+      [shardIdOf(1)],
     );
   });
 
@@ -658,4 +674,89 @@ describe('placement: random fleets settle', () => {
     }
     return high;
   }
+});
+
+describe('placement: shards with no worker first', () => {
+  // Two workers at their cap of 4 hold shards 0-7; shards 8-15 wait (WAITING_FOR_WORKER); two workers (no cap seen yet)
+  // have just joined. This is the --max-shards scenario of test/cli/cli-scale-out.test.ts.
+  const capped = { maxShards: 4 };
+  const placement = [
+    ...Array<string>(4).fill('a'),
+    ...Array<string>(4).fill('b'),
+    ...Array<undefined>(8).fill(undefined),
+  ];
+  const joined = fleet([worker('a', capped), worker('b', capped), worker('c'), worker('d')], placement);
+
+  test('capacity appearing places every waiting shard in one round, and moves no served shard', () => {
+    const moves = plan(joined);
+    assert.deepEqual(
+      moves.map((move) => move.shardId),
+      placement.flatMap((name, i) => (name === undefined ? [shardIdOf(i)] : [])),
+    );
+    assert.ok(moves.every((move) => move.reason === 'CAPACITY' && move.from === undefined));
+    assert.deepEqual(
+      counts({
+        ...joined,
+        shards: joined.shards.map((s) => ({
+          ...s,
+          worker: moves.find((m) => m.shardId === s.shardId)?.to ?? s.worker,
+        })),
+      }),
+      { a: 4, b: 4, c: 4, d: 4 },
+    );
+    // Runs recorded before: at most max(1, ceil(16 / 8)) = 2 a round.
+    assert.equal(plan(joined, emptyPlacementState(), { unplacedFirst: false }).length, 2);
+  });
+
+  test('while waiting shards are in their grace no served shard is moved for load; the next round is due at its end', () => {
+    const startedAt = Object.fromEntries(allShards(joined).map((id) => [id, T0 - 7_000]));
+    const moves = planPlacement(joined, emptyPlacementState(), {}, T0, allShards(joined), startedAt);
+    assert.deepEqual(moves, [], 'the waiting shards place themselves or are placed at the end of their grace');
+    assert.equal(nextUnplacedDeadline(joined, emptyPlacementState(), {}, T0, allShards(joined), startedAt), T0 + 3_000);
+    // Before, the newcomers drew served shards away from a and b (each a handoff) while 8 shards had no worker.
+    const legacy = planPlacement(
+      joined,
+      emptyPlacementState(),
+      { unplacedFirst: false },
+      T0,
+      allShards(joined),
+      startedAt,
+    );
+    assert.ok(legacy.length > 0 && legacy.every((move) => move.from !== undefined));
+    // At the end of the grace they are placed.
+    assert.equal(planPlacement(joined, emptyPlacementState(), {}, T0 + 3_000, allShards(joined), startedAt).length, 8);
+  });
+
+  test('a move to a waiting shard that its target refused (it filled up meanwhile) is planned again', () => {
+    // Shard 8 was sent to c at T0; c took other shards through the shared queue and refused it. c now holds 3 (below
+    // the bound), so only time tells the move failed.
+    const sent = recordMoves(
+      emptyPlacementState(),
+      [{ shardId: shardIdOf(8), to: queueOf('c'), reason: 'CAPACITY' }],
+      T0,
+    ).state;
+    const later = fleet(
+      [worker('a', capped), worker('b', capped), worker('c', capped), worker('d', capped)],
+      [...placement.slice(0, 8), undefined, 'c', 'c', 'c', 'd', 'd', 'd', 'd'],
+    );
+    assert.equal(nextUnplacedDeadline(later, sent, {}, T0 + 1_000, allShards(later)), T0 + DEFAULT_UNPLACED_LAND_MS);
+
+    // Within the land time the move stands and nothing more is sent.
+    const early = updatePlacementState(sent, { ...later, at: T0 + 5_000 }, {}, T0 + 5_000, allShards(later));
+    assert.deepEqual(Object.keys(early.inFlight), [shardIdOf(8)]);
+    assert.deepEqual(planPlacement({ ...later, at: T0 + 5_000 }, early, {}, T0 + 5_000, allShards(later)), []);
+
+    // A view taken after it: the move is given up, and the shard goes to the worker with room.
+    const at = T0 + DEFAULT_UNPLACED_LAND_MS;
+    const state = updatePlacementState(sent, { ...later, at }, {}, at, allShards(later));
+    assert.deepEqual(state.inFlight, {});
+    assert.equal(state.workers[queueOf('c')]?.suspectSince, undefined, 'a refusal is not a fault of the target');
+    assert.deepEqual(
+      planPlacement({ ...later, at }, state, {}, at, allShards(later)).map((move) => [move.shardId, move.to]),
+      [[shardIdOf(8), queueOf('c')]],
+    );
+    // Runs recorded before kept the move for as long as its target looked to have room.
+    const legacy = updatePlacementState(sent, { ...later, at }, { unplacedFirst: false }, at, allShards(later));
+    assert.deepEqual(Object.keys(legacy.inFlight), [shardIdOf(8)]);
+  });
 });
