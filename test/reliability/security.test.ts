@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,6 +22,17 @@ import { type FaultKind, startFaultProxy } from '../helpers/fault-proxy';
 import { createStream, kclTestContext, type KclTestContext, recordingProcessor, testWorker } from '../helpers/kcl';
 import { putMixedRecords } from '../helpers/mixed-records';
 import { uniqueName } from '../helpers/stack';
+
+/** Every id the workflow code passes to `patched()` (src/workflows). */
+function workflowPatchIds(): string[] {
+  const dir = join(__dirname, '..', '..', 'src', 'workflows');
+  const ids = readdirSync(dir)
+    .filter((file) => file.endsWith('.ts'))
+    .flatMap((file) => [...readFileSync(join(dir, file), 'utf8').matchAll(/\bpatched\('([a-z0-9-]+)'\)/g)])
+    .map((match) => match[1]!);
+  assert.ok(ids.includes('placement'), `patch ids found in src/workflows: ${ids.join(', ')}`);
+  return [...new Set(ids)].sort();
+}
 
 /** A marker no other test writes: letters and digits only, so it is valid in stream names and partition keys. */
 function marker(label: string): string {
@@ -321,8 +332,9 @@ describe('security: what never leaks', () => {
       // A local activity's marker carries the SDK's own bookkeeping (seq, attempt, activity type, times) as plain JSON in
       // `details.data`; its result is in `details.result`, encrypted like every other payload. A `patched()` marker
       // carries the patch id (a constant of the workflow code, e.g. "placement") and a deprecation flag in
-      // `details.patch-data`, written by the SDK itself without the codec: only known patch ids count as bookkeeping.
-      const PATCH_IDS = ['placement', 'report-lost-worker'];
+      // `details.patch-data`, written by the SDK itself without the codec: only the ids src/workflows passes to `patched()`
+      // count as bookkeeping.
+      const PATCH_IDS = workflowPatchIds();
       const patchIdOf = (payload: temporal.api.common.v1.IPayload): string => {
         const data = JSON.parse(Buffer.from(payload.data ?? []).toString()) as Record<string, unknown>;
         const id = data.id ?? data.patchId ?? data.patch_id;
@@ -330,7 +342,8 @@ describe('security: what never leaks', () => {
       };
       const bookkeeping = ({ path, payload }: { path: string; payload: temporal.api.common.v1.IPayload }) =>
         path.startsWith('markerRecordedEventAttributes.details.data.') ||
-        (path.startsWith('markerRecordedEventAttributes.details.patch-data.') && PATCH_IDS.includes(patchIdOf(payload)));
+        (path.startsWith('markerRecordedEventAttributes.details.patch-data.') &&
+          PATCH_IDS.includes(patchIdOf(payload)));
       const clear = payloads.filter(
         (found) => !bookkeeping(found) && encodingOf(found.payload) !== CODEC_ENCODING.encrypted,
       );
