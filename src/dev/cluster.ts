@@ -16,7 +16,7 @@ import { temporal } from '@temporalio/proto';
 import { KCL_SEARCH_ATTRIBUTES } from '../search-attributes';
 import { CLUSTER_SERVICES, type ClusterPorts, type ClusterService, writeClusterConfig } from './cluster-config';
 import { ManagedProcess } from './managed-process';
-import { getFreeLowPort, waitForPort, waitUntil } from './net';
+import { getFreeLowPort, waitForHttpOk, waitForPort, waitUntil } from './net';
 import { execFileText, postgresBin, postgresUser, startPostgres } from './postgres';
 import { resolveTemporalCluster } from './tools';
 
@@ -221,18 +221,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions = {})
     exitedEarly.catch(() => undefined);
     await Promise.race([registerNamespace(address, namespace, log), exitedEarly]);
     if (uiUrl) {
-      await Promise.race([
-        waitUntil(
-          'temporal web UI',
-          async () => {
-            const response = await fetch(uiUrl);
-            if (!response.ok) throw new Error(`HTTP ${response.status}`);
-          },
-          60_000,
-          200,
-        ),
-        exitedEarly,
-      ]);
+      await Promise.race([waitForHttpOk('temporal web UI', uiUrl), exitedEarly]);
     }
     log(
       `temporal cluster ${serverVersion}: 4 services serving after ${Date.now() - servicesStarted} ms ` +

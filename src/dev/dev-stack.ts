@@ -10,7 +10,7 @@ import { KCL_SEARCH_ATTRIBUTES, searchAttributeCliPairs } from '../search-attrib
 import { type FanOutServerOptions, type FanOutStats, startFanOutServer } from './fan-out-server';
 import { startTemporalCluster, type TemporalCluster } from './cluster';
 import { ManagedProcess } from './managed-process';
-import { getFreePort, waitForPort, waitUntil } from './net';
+import { getFreePort, waitForHttpOk, waitForPort, waitUntil } from './net';
 import { resolveTemporalCli } from './tools';
 
 /** The Kinesis emulators the stack can run. */
@@ -265,15 +265,7 @@ async function startTemporal(
       );
     }
     if (uiUrl) {
-      await waitUntil(
-        'temporal web UI',
-        async () => {
-          const response = await fetch(uiUrl);
-          if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        },
-        60_000,
-        200,
-      );
+      await waitForHttpOk('temporal web UI', uiUrl);
     }
   })();
   try {

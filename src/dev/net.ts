@@ -91,6 +91,19 @@ export async function waitUntil<T>(
   }
 }
 
+/** Resolves once `url` answers a GET with a 2xx status (the Temporal Web UI); rejects after 60 s. */
+export async function waitForHttpOk(what: string, url: string): Promise<void> {
+  await waitUntil(
+    what,
+    async () => {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    },
+    60_000,
+    200,
+  );
+}
+
 /**
  * A Duplex over `socket` whose readable side starts with `head`, the bytes already read from it (to sniff the protocol).
  * `socket.unshift` does not do for an HTTP/2 server: it reads the socket's native handle ("bad client magic byte").

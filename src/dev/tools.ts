@@ -80,6 +80,35 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, log: (line
 }
 
 /**
+ * Builds a tool into `binDir` through a staging directory of its own (`build` writes there), so that a build cut short
+ * never leaves a half-written cache entry; `cached` is the binary it must end up at.
+ */
+async function buildInto(
+  binDir: string,
+  cached: string,
+  tool: string,
+  failure: string,
+  build: (staging: string) => Promise<void>,
+): Promise<ResolvedTool & { path: string }> {
+  const staging = `${binDir}.partial-${process.pid}`;
+  mkdirSync(staging, { recursive: true });
+  const started = Date.now();
+  try {
+    await build(staging);
+    rmSync(binDir, { recursive: true, force: true });
+    renameSync(staging, binDir);
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true });
+    throw new ToolUnavailableError(tool, failure, { cause: error });
+  }
+  return {
+    path: cached,
+    source: 'built',
+    detail: `built ${cached} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  };
+}
+
+/**
  * Finds the Temporal CLI: `TEMPORAL_CLI_PATH` if set; else `temporal` on PATH; else the cached build; else builds it with
  * `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` into the cache; else (no Go) leaves it to the SDK's own
  * download, which needs internet.
@@ -115,32 +144,21 @@ export async function resolveTemporalCli(options: ProvisionOptions = {}): Promis
     });
   }
   log(`temporal CLI: building v${TEMPORAL_CLI_VERSION} with ${go} into ${binDir} (a few minutes the first time)`);
-  const staging = `${binDir}.partial-${process.pid}`;
-  mkdirSync(staging, { recursive: true });
-  const started = Date.now();
-  try {
-    await run(
-      go,
-      [
-        'install',
-        '-ldflags',
-        `-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,
-        `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`,
-      ],
-      { ...process.env, GOBIN: staging, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
-      log,
-    );
-    rmSync(binDir, { recursive: true, force: true });
-    renameSync(staging, binDir);
-  } catch (error) {
-    rmSync(staging, { recursive: true, force: true });
-    throw new ToolUnavailableError('temporal CLI', 'go install failed', { cause: error });
-  }
-  return chosen({
-    path: cached,
-    source: 'built',
-    detail: `built ${cached} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
-  });
+  return chosen(
+    await buildInto(binDir, cached, 'temporal CLI', 'go install failed', (staging) =>
+      run(
+        go,
+        [
+          'install',
+          '-ldflags',
+          `-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`,
+          `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`,
+        ],
+        { ...process.env, GOBIN: staging, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
+        log,
+      ),
+    ),
+  );
 }
 
 /** JVM flags that bring the Java test server's port up well inside the SDK's 5 s start window on 2 cores. */
@@ -312,26 +330,15 @@ export async function resolveTemporalCluster(options: ProvisionOptions = {}): Pr
     );
   }
   log(`temporal cluster: building server v${TEMPORAL_SERVER_VERSION} from ${moduleDir} into ${binDir}`);
-  const staging = `${binDir}.partial-${process.pid}`;
-  mkdirSync(staging, { recursive: true });
-  const started = Date.now();
-  try {
-    // CGO_ENABLED=0 as for the CLI: the same build configuration, so the CLI's compiled packages are reused.
-    await run(
-      go,
-      ['-C', moduleDir, 'build', '-buildvcs=false', '-o', join(staging, 'temporal-kcl-cluster'), '.'],
-      { ...process.env, CGO_ENABLED: '0' },
-      log,
-    );
-    rmSync(binDir, { recursive: true, force: true });
-    renameSync(staging, binDir);
-  } catch (error) {
-    rmSync(staging, { recursive: true, force: true });
-    throw new ToolUnavailableError('temporal cluster', 'go build failed', { cause: error });
-  }
-  return chosen({
-    path: cached,
-    source: 'built',
-    detail: `built ${cached} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
-  });
+  return chosen(
+    await buildInto(binDir, cached, 'temporal cluster', 'go build failed', (staging) =>
+      // CGO_ENABLED=0 as for the CLI: the same build configuration, so the CLI's compiled packages are reused.
+      run(
+        go,
+        ['-C', moduleDir, 'build', '-buildvcs=false', '-o', join(staging, 'temporal-kcl-cluster'), '.'],
+        { ...process.env, CGO_ENABLED: '0' },
+        log,
+      ),
+    ),
+  );
 }

@@ -13,7 +13,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Connection } from '@temporalio/client';
 import { createDynamoDbClient, createKinesisClient, EMULATOR_CREDENTIALS } from '../../src/aws/clients';
 import { canConnect, getFreePort } from '../../src/dev/net';
-import { killAllCliProcesses, spawnCli } from '../helpers/cli';
+import { killAllCliProcesses, outputLine, spawnCli } from '../helpers/cli';
 import { alive, descendants, type ProcessInfo } from '../helpers/process-group';
 
 /** Resolves after `ms` without keeping the process alive (the test file must exit as soon as its test ends). */
@@ -24,12 +24,6 @@ async function freePorts(count: number): Promise<number[]> {
   const ports = new Set<number>();
   while (ports.size < count) ports.add(await getFreePort());
   return [...ports];
-}
-
-function line(output: string, pattern: RegExp): RegExpExecArray {
-  const match = pattern.exec(output);
-  assert.ok(match, `no line matching ${pattern} in:\n${output}`);
-  return match;
 }
 
 describe('temporal-kcl dev', () => {
@@ -66,12 +60,12 @@ describe('temporal-kcl dev', () => {
       const out = dev.stdout();
 
       // Assess: the printed endpoints are on the ports asked for.
-      const [, temporalAddress, namespace] = line(out, /^Temporal {2,}(\S+) {2}\(namespace (\S+)\)$/m);
-      const [, uiUrl] = line(out, /^Temporal UI {2,}(\S+)$/m);
-      const [, kinesisEndpoint, emulator] = line(out, /^Kinesis {2,}(\S+) {2}\((\S+)\)$/m);
-      const [, fanOutEndpoint] = line(out, /^Kinesis \(fan-out\) {2,}(http:\/\/127\.0\.0\.1:\d+) {2}\(/m);
-      const [, dynamoDbEndpoint] = line(out, /^DynamoDB {2,}(\S+) {2}\(dynalite\)$/m);
-      logDir = line(out, /^Logs {2,}(\S+)$/m)[1];
+      const [, temporalAddress, namespace] = outputLine(out, /^Temporal {2,}(\S+) {2}\(namespace (\S+)\)$/m);
+      const [, uiUrl] = outputLine(out, /^Temporal UI {2,}(\S+)$/m);
+      const [, kinesisEndpoint, emulator] = outputLine(out, /^Kinesis {2,}(\S+) {2}\((\S+)\)$/m);
+      const [, fanOutEndpoint] = outputLine(out, /^Kinesis \(fan-out\) {2,}(http:\/\/127\.0\.0\.1:\d+) {2}\(/m);
+      const [, dynamoDbEndpoint] = outputLine(out, /^DynamoDB {2,}(\S+) {2}\(dynalite\)$/m);
+      logDir = outputLine(out, /^Logs {2,}(\S+)$/m)[1];
       assert.equal(temporalAddress, `127.0.0.1:${temporalPort}`);
       assert.equal(namespace, 'default');
       assert.equal(uiUrl, `http://127.0.0.1:${uiPort}`);
@@ -90,7 +84,7 @@ describe('temporal-kcl dev', () => {
       assert.match(response.headers.get('content-type') ?? '', /text\/html/);
       // The UI is a SvelteKit app: its page is a shell that loads the app's modules, which the UI serves too.
       assert.match(html, /<div id="svelte">/);
-      const entry = line(html, /href="(\/_app\/immutable\/entry\/start\.[^"]+\.js)"/)[1];
+      const entry = outputLine(html, /href="(\/_app\/immutable\/entry\/start\.[^"]+\.js)"/)[1];
       const script = await fetch(new URL(entry ?? '', uiUrl));
       assert.equal(script.status, 200, entry);
       assert.match(script.headers.get('content-type') ?? '', /javascript/);

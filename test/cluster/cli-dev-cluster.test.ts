@@ -10,16 +10,10 @@ import { after, describe, test } from 'node:test';
 import { Connection } from '@temporalio/client';
 import { getFreeLowPort } from '../../src/dev/net';
 import { KCL_SEARCH_ATTRIBUTES } from '../../src/search-attributes';
-import { killAllCliProcesses, spawnCli } from '../helpers/cli';
+import { killAllCliProcesses, outputLine, spawnCli } from '../helpers/cli';
 import { alive, descendants } from '../helpers/process-group';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
-
-function line(output: string, pattern: RegExp): RegExpExecArray {
-  const match = pattern.exec(output);
-  assert.ok(match, `no line matching ${pattern} in:\n${output}`);
-  return match;
-}
 
 describe('temporal-kcl dev --cluster', () => {
   after(async () => {
@@ -53,19 +47,22 @@ describe('temporal-kcl dev --cluster', () => {
     const out = dev.stdout();
 
     // Assess: the dev block, on the ports asked for, plus the cluster's lines.
-    const [, address, namespace] = line(out, /^Temporal {2,}(\S+) {2}\(namespace (\S+)\)$/m);
-    const [, uiUrl] = line(out, /^Temporal UI {2,}(\S+)$/m);
-    line(out, new RegExp(`^Kinesis {2,}http://127\\.0\\.0\\.1:${kinesisPort} {2}\\(kinesis-local\\)$`, 'm'));
-    line(out, new RegExp(`^DynamoDB {2,}http://127\\.0\\.0\\.1:${dynamoDbPort} {2}\\(dynalite\\)$`, 'm'));
-    line(out, /^Logs {2,}\S+$/m);
-    line(out, /^ {2}export TEMPORAL_ADDRESS=\S+ TEMPORAL_NAMESPACE=default /m);
+    const [, address, namespace] = outputLine(out, /^Temporal {2,}(\S+) {2}\(namespace (\S+)\)$/m);
+    const [, uiUrl] = outputLine(out, /^Temporal UI {2,}(\S+)$/m);
+    outputLine(out, new RegExp(`^Kinesis {2,}http://127\\.0\\.0\\.1:${kinesisPort} {2}\\(kinesis-local\\)$`, 'm'));
+    outputLine(out, new RegExp(`^DynamoDB {2,}http://127\\.0\\.0\\.1:${dynamoDbPort} {2}\\(dynalite\\)$`, 'm'));
+    outputLine(out, /^Logs {2,}\S+$/m);
+    outputLine(out, /^ {2}export TEMPORAL_ADDRESS=\S+ TEMPORAL_NAMESPACE=default /m);
     assert.equal(address, `127.0.0.1:${temporalPort}`);
     assert.equal(namespace, 'default');
     assert.equal(uiUrl, `http://127.0.0.1:${uiPort}`);
-    const [, version, services] = line(out, /^Cluster {2,}Temporal Server (\S+): (.*) \(separate processes/m);
+    const [, version, services] = outputLine(out, /^Cluster {2,}Temporal Server (\S+): (.*) \(separate processes/m);
     assert.equal(version, '1.29.1');
     assert.match(services!, new RegExp(`frontend :${temporalPort}`));
-    const [, dataDir] = line(out, /^PostgreSQL {2,}postgres:\/\/temporal@127\.0\.0\.1:\d+ {2}\(.*, data in (\S+)\)$/m);
+    const [, dataDir] = outputLine(
+      out,
+      /^PostgreSQL {2,}postgres:\/\/temporal@127\.0\.0\.1:\d+ {2}\(.*, data in (\S+)\)$/m,
+    );
 
     // Four services, each a process of its own, and PostgreSQL: children of the CLI.
     const processes = descendants(dev.pid);

@@ -4,9 +4,10 @@
  * SIGKILLed (its whole group) by {@link killAllCliProcesses}, and at the latest when the test process exits, so none
  * outlives its test.
  */
-import { testExecution, testRetrieval } from './execution';
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { testExecution, testRetrieval } from './execution';
 import { signalGroup, untilGroupGone } from './process-group';
 import type { TestStack } from './stack';
 
@@ -171,4 +172,11 @@ export async function killAllCliProcesses(): Promise<void> {
         }),
     ),
   );
+}
+
+/** The first match of `pattern` in a command's output; fails the test, showing the output, when there is none. */
+export function outputLine(output: string, pattern: RegExp): RegExpExecArray {
+  const match = pattern.exec(output);
+  assert.ok(match, `no line matching ${pattern} in:\n${output}`);
+  return match;
 }

@@ -11,11 +11,10 @@ import { join } from 'node:path';
 import type { Shard } from '@aws-sdk/client-kinesis';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { stopStreamConsumer } from '../../src/client/consumers';
-import { comparePositions, type ExtendedSequenceNumber } from '../../src/positions';
 import { DELIVERY_LOG_VARIABLE } from '../fixtures/delivery-log-processor';
 import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { cliEnvironment, type CliProcess, runCli, spawnCli } from './cli';
-import { checkDeliveries, type DeliveryReport, type Kill } from './delivery-log';
+import { checkDeliveries, type DeliveryReport, type Kill, lastDeliveredByShard } from './delivery-log';
 import { readJsonLines } from './json-lines';
 import { createStream, type KclTestContext, listShards } from './kcl';
 import { KeyedProducer, seededRandom } from './keyed-producer';
@@ -200,13 +199,7 @@ export class ClusterRun {
     });
     // Final checkpoints: SHARD_END for parents, the last record delivered for open shards.
     const leases = await this.table.listLeases();
-    const lastDelivered = new Map<string, ExtendedSequenceNumber>();
-    for (const line of lines) {
-      if (line.kind !== 'record') continue;
-      const position = { sequenceNumber: line.sequenceNumber, subSequenceNumber: line.subSequenceNumber ?? 0 };
-      const before = lastDelivered.get(line.shardId);
-      if (!before || comparePositions(position, before) > 0) lastDelivered.set(line.shardId, position);
-    }
+    const lastDelivered = lastDeliveredByShard(lines);
     for (const shard of shards) {
       const lease = leases.find((l) => l.shardId === shard.ShardId);
       const expected = isOpen(shard) ? lastDelivered.get(shard.ShardId!) : 'SHARD_END';

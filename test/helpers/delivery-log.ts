@@ -373,3 +373,15 @@ export function checkDeliveries(input: DeliveryCheckInput): DeliveryReport {
     },
   };
 }
+
+/** The last position delivered per shard (by sequence number, then sub-sequence), from the workers' record lines. */
+export function lastDeliveredByShard(lines: readonly WorkerProcessLine[]): Map<string, ExtendedSequenceNumber> {
+  const lastDelivered = new Map<string, ExtendedSequenceNumber>();
+  for (const line of lines) {
+    if (line.kind !== 'record') continue;
+    const position = { sequenceNumber: line.sequenceNumber, subSequenceNumber: line.subSequenceNumber ?? 0 };
+    const before = lastDelivered.get(line.shardId);
+    if (!before || comparePositions(position, before) > 0) lastDelivered.set(line.shardId, position);
+  }
+  return lastDelivered;
+}

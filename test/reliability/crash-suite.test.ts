@@ -19,10 +19,10 @@ import { describe, test } from 'node:test';
 import { MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { CheckpointTable } from '../../src/checkpoint/checkpoint-table';
 import { getStreamProgress, startStreamConsumer, stopStreamConsumer } from '../../src/client/consumers';
-import { comparePositions, type ExtendedSequenceNumber, formatPosition } from '../../src/positions';
+import { formatPosition } from '../../src/positions';
 import type { WorkerProcessLine } from '../fixtures/worker-process';
 import { killAllWorkerProcesses, startWorkerProcess, type WorkerProcess } from '../helpers/child-worker';
-import { checkDeliveries, type Kill } from '../helpers/delivery-log';
+import { checkDeliveries, type Kill, lastDeliveredByShard } from '../helpers/delivery-log';
 import { readJsonLines } from '../helpers/json-lines';
 import { timeoutsIn } from '../helpers/history-timeouts';
 import { createStream, kclTestContextForSuite, listShards, waitUntilActive } from '../helpers/kcl';
@@ -283,13 +283,7 @@ describe('crash suite: SIGKILLed workers while producing and resharding', () => 
     const report = checkDeliveries({ lines, produced: producer.produced, kills, snapshots: poller.snapshots, parents });
     const { figures } = report;
     const leases = await table.listLeases();
-    const lastDelivered = new Map<string, ExtendedSequenceNumber>();
-    for (const line of lines) {
-      if (line.kind !== 'record') continue;
-      const position = { sequenceNumber: line.sequenceNumber, subSequenceNumber: line.subSequenceNumber ?? 0 };
-      const before = lastDelivered.get(line.shardId);
-      if (!before || comparePositions(position, before) > 0) lastDelivered.set(line.shardId, position);
-    }
+    const lastDelivered = lastDeliveredByShard(lines);
 
     const { executions, timeouts } = await timeoutsIn(client, `KclApplication = "${applicationName}"`);
     const timeoutKinds = new Map<string, { count: number; maxMs: number }>();
