@@ -307,19 +307,24 @@ describe('CheckpointTable.checkpoint', () => {
       checkpoint: { sequenceNumber: SEQ_2 },
     });
 
-    for (const [attempt, counter] of [
-      [staleBackwards, 1],
-      [staleForwards, 2],
-    ] as const) {
-      await assert.rejects(attempt, (error: unknown) => {
-        assert.ok(error instanceof CheckpointConflictError);
-        assert.equal(error.expectedCounter, counter);
-        assert.equal(error.actualOwner, 'wf-a');
-        assert.equal(error.actualCounter, 3);
-        assert.match(error.message, /stale/);
-        return true;
-      });
-    }
+    // Both handled at once: awaiting one first would leave the other's rejection unhandled if it came first.
+    await Promise.all(
+      (
+        [
+          [staleBackwards, 1],
+          [staleForwards, 2],
+        ] as const
+      ).map(([attempt, counter]) =>
+        assert.rejects(attempt, (error: unknown) => {
+          assert.ok(error instanceof CheckpointConflictError);
+          assert.equal(error.expectedCounter, counter);
+          assert.equal(error.actualOwner, 'wf-a');
+          assert.equal(error.actualCounter, 3);
+          assert.match(error.message, /stale/);
+          return true;
+        }),
+      ),
+    );
     const item = await rawItem(tableName, SHARD);
     assert.deepEqual(item?.checkpoint, { S: SEQ_3 });
     assert.deepEqual(item?.checkpointSubSequenceNumber, { N: '0' });
